@@ -15,6 +15,8 @@ Block sparsity pools the scores of each block (`pool_blocks`), applies a criteri
 matrix and expands the pooled mask back (`expand_tensor`).
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,9 +34,16 @@ _KEY_DTYPES = {
 _RADIX_BITS = 11
 
 
+def _variable_scope(scope):
+    """`scope` opened as a variable scope; an empty scope means the enclosing one."""
+    if scope in ("", None):
+        return contextlib.nullcontext()
+    return tf.compat.v1.variable_scope(scope)
+
+
 def weight_mask_variable(var, scope):
     """Creates (or reuses) `<scope>/mask`: ones of `var`'s shape and dtype, not trainable."""
-    with tf.compat.v1.variable_scope(scope):
+    with _variable_scope(scope):
         return tf.compat.v1.get_variable(
             "mask",
             shape=var.get_shape(),
@@ -46,7 +55,7 @@ def weight_mask_variable(var, scope):
 
 def weight_threshold_variable(var, scope):
     """Creates (or reuses) the scalar `<scope>/threshold` of `var`'s dtype, initialised to 0."""
-    with tf.compat.v1.variable_scope(scope):
+    with _variable_scope(scope):
         return tf.compat.v1.get_variable(
             "threshold",
             shape=[],
@@ -62,13 +71,22 @@ def num_to_keep(size, sparsity):
     return tf.cast(tf.clip_by_value(keep, 0.0, tf.cast(size, tf.float64)), tf.int32)
 
 
-def _histogram_bins(values, value_range, nbins):
-    """Bin index of each value: floor(nbins * (v - lo) / (hi - lo)) clipped to [0, nbins - 1]."""
-    values = tf.cast(tf.reshape(values, [-1]), tf.float32)
+def _nonempty_range(value_range):
+    """`value_range` as float32 [low, high] with high > low, so an all-equal input still bins."""
     low = tf.cast(value_range[0], tf.float32)
-    high = tf.cast(value_range[1], tf.float32)
-    width = tf.maximum(high - low, np.finfo(np.float32).tiny)
-    index = tf.cast(tf.floor(nbins * (values - low) / width), tf.int32)
+    high = tf.maximum(tf.cast(value_range[1], tf.float32), low + np.finfo(np.float32).tiny)
+    return low, high
+
+
+def _histogram_bins(values, value_range, nbins):
+    """Bin index of each value, clipped to [0, nbins - 1].
+
+    Computed as floor((v - low) / ((high - low) / nbins)) in float64, the arithmetic of
+    `tf.histogram_fixed_width`, so both CDF builders agree on values at bin edges.
+    """
+    values = tf.cast(tf.reshape(values, [-1]), tf.float64)
+    low, high = (tf.cast(bound, tf.float64) for bound in _nonempty_range(value_range))
+    index = tf.cast(tf.floor((values - low) / ((high - low) / nbins)), tf.int32)
     return tf.clip_by_value(index, 0, nbins - 1)
 
 
@@ -79,9 +97,10 @@ def compute_cdf_from_histogram(values, value_range, nbins=_NBINS, name=None):
     """
     with tf.name_scope(name or "cdf"):
         values = tf.cast(tf.reshape(values, [-1]), tf.float32)
-        value_range = tf.cast(tf.stack(value_range), tf.float32)
-        # histogram_fixed_width clips like _histogram_bins but in one fused pass.
-        histogram = tf.cast(tf.histogram_fixed_width(values, value_range, nbins=nbins), tf.float32)
+        # One fused pass; it clips out-of-range values into the edge bins like _histogram_bins.
+        histogram = tf.cast(
+            tf.histogram_fixed_width(values, tf.stack(_nonempty_range(value_range)), nbins=nbins),
+            tf.float32)
         cdf = tf.cumsum(histogram)
         return cdf / tf.maximum(cdf[-1], 1.0)
 
@@ -111,7 +130,8 @@ def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, de
                              use_tpu=False):
     """Contrib's histogram criterion.
 
-    threshold = (number of CDF bins below `sparsity`) / nbins * max(scores), smoothed as
+    threshold = (number of bins whose CDF is at most `sparsity`) / nbins * max(scores): the
+    highest bin edge that prunes no more than `sparsity`. It is smoothed as
     `(1 - decay) * threshold + decay * previous_threshold`; scores strictly above it are kept.
     A threshold of zero prunes nothing (so sparsity 0, or an all-zero weight, keeps every entry).
     """
@@ -120,7 +140,7 @@ def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, de
     value_range = [tf.constant(0.0), top]
     cdf_fn = compute_cdf if use_tpu else compute_cdf_from_histogram
     cdf = cdf_fn(scores32, value_range, nbins=nbins)
-    bins_below = tf.reduce_sum(tf.cast(cdf < tf.cast(sparsity, tf.float32), tf.float32))
+    bins_below = tf.reduce_sum(tf.cast(cdf <= tf.cast(sparsity, tf.float32), tf.float32))
     current = bins_below / nbins * top
     smoothed = (1.0 - decay) * current + decay * tf.cast(previous_threshold, tf.float32)
     keep = tf.logical_or(scores32 > smoothed, smoothed <= 0.0)

@@ -1,0 +1,166 @@
+"""Mask math in pruning_utils, checked against numpy references."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model_pruning import pruning_utils
+from tests.numpy_reference import numpy_exact_keep, numpy_histogram_threshold
+
+
+def evaluate(build):
+    """Builds tensors with `build()` in a fresh graph and returns their values."""
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        return session.run(build())
+
+
+def test_cdf_of_evenly_spaced_values_has_one_value_per_bin():
+    values = ((np.arange(100) + 0.5) / 100).astype(np.float32).reshape(10, 10)
+    cdf = evaluate(lambda: pruning_utils.compute_cdf_from_histogram(values, [0.0, 1.0], nbins=100))
+    np.testing.assert_allclose(cdf, np.arange(1, 101) / 100.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cdf_fn", [pruning_utils.compute_cdf_from_histogram,
+                                    pruning_utils.compute_cdf])
+def test_cdf_clips_values_outside_the_range(cdf_fn):
+    values = np.abs(np.array([-1, 0, 1, 1.5, 2, 3, 4, 5, 10, 100], np.float32))
+    cdf = evaluate(lambda: cdf_fn(values, [0.0, 5.0], nbins=5))
+    np.testing.assert_allclose(cdf, [0.1, 0.4, 0.5, 0.6, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [[100, 100], [5, 5, 128, 128]])
+def test_compute_cdf_equals_histogram_cdf(shape):
+    values = np.abs(np.random.RandomState(0).randn(*shape)).astype(np.float32)
+    top = float(values.max())
+    by_histogram, by_counting = evaluate(lambda: (
+        pruning_utils.compute_cdf_from_histogram(values, [0.0, top], nbins=256),
+        pruning_utils.compute_cdf(values, [0.0, top], nbins=256)))
+    np.testing.assert_array_equal(by_histogram, by_counting)
+
+
+POOL_CASES = [([32, 32], [1, 1])] + [
+    (shape, block)
+    for block in ([6, 6], [4, 4], [1, 4], [4, 1])
+    for shape in ([32, 32], [2, 32], [32, 2], [30, 30])
+] + [([3, 3], [6, 6])]
+
+
+@pytest.mark.parametrize("shape, block", POOL_CASES)
+@pytest.mark.parametrize("pooling", ["AVG", "MAX"])
+def test_factorized_pool_equals_2d_pool(shape, block, pooling):
+    values = np.random.RandomState(1).rand(*shape).astype(np.float32)
+
+    def build():
+        matrix = tf.constant(values)
+        direct = tf.nn.pool(tf.reshape(matrix, [1] + shape + [1]), window_shape=block,
+                            pooling_type=pooling, strides=block, padding="SAME")
+        factorized = pruning_utils.factorized_pool(matrix, block, pooling, block, "SAME")
+        return tf.squeeze(direct, [0, 3]), factorized
+
+    direct, factorized = evaluate(build)
+    np.testing.assert_allclose(factorized, direct, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape, block", POOL_CASES)
+def test_expand_tensor_is_kronecker_with_ones(shape, block):
+    values = np.random.RandomState(2).rand(*shape).astype(np.float32)
+    expanded, kron = evaluate(lambda: (
+        pruning_utils.expand_tensor(tf.constant(values), block),
+        pruning_utils.kronecker_product(tf.constant(values), tf.ones(block))))
+    np.testing.assert_array_equal(expanded, np.kron(values, np.ones(block, np.float32)))
+    np.testing.assert_array_equal(kron, expanded)
+
+
+def numpy_pool_blocks(matrix, block, pooling):
+    rows = range(0, matrix.shape[0], block[0])
+    cols = range(0, matrix.shape[1], block[1])
+    reduce = {"AVG": np.mean, "MAX": np.max, "L2": lambda b: np.sqrt(np.mean(b ** 2))}[pooling]
+    return np.array([[reduce(matrix[r:r + block[0], c:c + block[1]]) for c in cols]
+                     for r in rows])
+
+
+@pytest.mark.parametrize("shape, block", POOL_CASES)
+@pytest.mark.parametrize("pooling", ["AVG", "MAX", "L2"])
+def test_pool_blocks_pools_only_real_entries(shape, block, pooling):
+    values = np.random.RandomState(3).rand(*shape).astype(np.float32)
+    pooled = evaluate(lambda: pruning_utils.pool_blocks(tf.constant(values), block, pooling))
+    np.testing.assert_allclose(pooled, numpy_pool_blocks(values, block, pooling), rtol=1e-5)
+
+
+def test_pool_blocks_rejects_unknown_function():
+    with tf.Graph().as_default(), pytest.raises(ValueError, match="'SUM'.*AVG, MAX, L2"):
+        pruning_utils.pool_blocks(tf.ones([4, 4]), [2, 2], "SUM")
+
+
+def test_as_matrix_views_conv_kernel_filters_as_columns():
+    kernel = np.random.RandomState(4).rand(3, 3, 4, 5).astype(np.float32)
+    matrix = evaluate(lambda: pruning_utils.as_matrix(tf.constant(kernel)))
+    np.testing.assert_array_equal(matrix[:, 2], kernel[..., 2].reshape(-1))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.999, 1.0])
+def test_exact_mask_keeps_exactly_k_largest(dtype, sparsity):
+    scores = np.abs(np.random.RandomState(5).randn(37, 29)).astype(dtype)
+    threshold, keep = evaluate(lambda: pruning_utils.exact_threshold_mask(
+        tf.constant(scores), sparsity))
+    expected = numpy_exact_keep(scores, sparsity)
+    np.testing.assert_array_equal(keep, expected)
+    if expected.any():
+        assert threshold == scores[expected].min()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_exact_mask_breaks_ties_by_position(dtype):
+    # 60 zeros, 30 ones and 10 twos; keeping 25 keeps every two and the first 15 ones.
+    scores = np.array([0] * 30 + [1] * 15 + [2] * 10 + [0] * 30 + [1] * 15, dtype)
+    np.random.RandomState(6).shuffle(scores)
+    keep = evaluate(lambda: pruning_utils.exact_threshold_mask(tf.constant(scores), 0.75)[1])
+    assert keep.sum() == 25
+    np.testing.assert_array_equal(keep, numpy_exact_keep(scores, 0.75))
+
+
+def test_exact_mask_of_all_zeros_keeps_k():
+    keep = evaluate(lambda: pruning_utils.exact_threshold_mask(tf.zeros([10, 10]), 0.5)[1])
+    np.testing.assert_array_equal(keep.reshape(-1), np.arange(100) < 50)
+
+
+def test_kth_largest_matches_sort_including_tiny_values():
+    values = np.concatenate([np.abs(np.random.RandomState(7).randn(5000)),
+                             [0.0, 1e-42, 1e-38, 3e38]]).astype(np.float32)
+    ks = [1, 2, 100, 2500, 5003, 5004]
+    found = evaluate(lambda: [pruning_utils.kth_largest(tf.constant(values), k) for k in ks])
+    np.testing.assert_array_equal(found, np.sort(values)[::-1][np.array(ks) - 1])
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.9])
+def test_histogram_threshold_matches_numpy(sparsity):
+    scores = np.abs(np.random.RandomState(8).randn(50, 40)).astype(np.float32)
+    threshold, keep = evaluate(lambda: pruning_utils.histogram_threshold_mask(
+        tf.constant(scores), sparsity, nbins=255))
+    expected = numpy_histogram_threshold(scores, sparsity, 255)
+    np.testing.assert_allclose(threshold, expected, rtol=1e-5)
+    np.testing.assert_array_equal(keep, scores > threshold)
+    assert abs((1 - keep.mean()) - sparsity) < 0.02
+
+
+def test_histogram_threshold_is_smoothed_with_the_previous_one():
+    scores = np.abs(np.random.RandomState(9).randn(1000)).astype(np.float32)
+    threshold = evaluate(lambda: pruning_utils.histogram_threshold_mask(
+        tf.constant(scores), 0.5, nbins=100, previous_threshold=2.0, decay=0.9)[0])
+    expected = 0.1 * numpy_histogram_threshold(scores, 0.5, 100) + 0.9 * 2.0
+    np.testing.assert_allclose(threshold, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scores, sparsity", [(np.zeros([4, 4]), 0.5),
+                                              (np.arange(16.0).reshape(4, 4), 0.0)])
+def test_histogram_zero_threshold_keeps_everything(scores, sparsity):
+    keep = evaluate(lambda: pruning_utils.histogram_threshold_mask(
+        tf.constant(scores, tf.float32), sparsity, nbins=10)[1])
+    assert keep.all()
+
+
+@pytest.mark.parametrize("size, sparsity, expected", [
+    (100, 0.5, 50), (100, 0.999, 0), (100, 0.0, 100), (7, 0.5, 4), (10, 1.2, 0)])
+def test_num_to_keep_rounds_and_clips(size, sparsity, expected):
+    assert evaluate(lambda: pruning_utils.num_to_keep(size, sparsity)) == expected
