@@ -295,12 +295,26 @@ class Pruning:
             return self._schedule(self._spec.target_sparsity, "sparsity")
 
     def _setup_last_update_step(self):
-        # A resource variable: TF 2.21 cannot assign a ref variable inside tf.cond.
+        """The `<name>/last_mask_update_step` variable, shared by Pruning objects of one name.
+
+        A resource variable (TF 2.21 cannot assign a ref variable inside tf.cond) in
+        LOCAL_VARIABLES: Savers leave it out and a Scaffold's local_init_op sets it to zero. So a
+        Pruning built in a SessionRunHook's begin(), after the user's Saver, restores and runs
+        without "Variables not initialized", and a restored dense checkpoint never lacks it.
+        After a restart the first due step updates the masks once more, at the current schedule.
+        Reads go through `_read_last_update_step`, which treats "not initialised" as step 0, so a
+        plain Session with only `global_variables_initializer()` works too.
+        """
         with tf.compat.v1.variable_scope(self._spec.name, reuse=tf.compat.v1.AUTO_REUSE):
             return tf.compat.v1.get_variable(
                 "last_mask_update_step", shape=[], dtype=tf.int32,
                 initializer=tf.compat.v1.zeros_initializer(), trainable=False,
-                use_resource=True)
+                use_resource=True, collections=[tf.compat.v1.GraphKeys.LOCAL_VARIABLES])
+
+    def _read_last_update_step(self):
+        step = self._last_update_step
+        return tf.cond(tf.compat.v1.is_variable_initialized(step), step.read_value,
+                       lambda: tf.zeros([], tf.int32))
 
     def _get_sparsity(self, weight_name):
         """The sparsity tensor for one weight: its own from weight_sparsity_map, or the global one."""
@@ -396,7 +410,7 @@ class Pruning:
             in_range = self._global_step >= spec.begin_pruning_step
             if spec.end_pruning_step >= 0:
                 in_range = tf.logical_and(in_range, self._global_step <= spec.end_pruning_step)
-            is_due = self._last_update_step + spec.pruning_frequency <= self._global_step
+            is_due = self._read_last_update_step() + spec.pruning_frequency <= self._global_step
             should_update = tf.logical_and(in_range, is_due)
         return tf.cond(should_update, self.mask_update_op, tf.no_op)
 
@@ -405,7 +419,7 @@ class Pruning:
         and each threshold."""
         with tf.name_scope(self._spec.name + "_summaries"):
             tf.compat.v1.summary.scalar("sparsity", self._sparsity)
-            tf.compat.v1.summary.scalar("last_mask_update_step", self._last_update_step)
+            tf.compat.v1.summary.scalar("last_mask_update_step", self._read_last_update_step())
             for weight, mask, threshold in zip(get_weights(), get_masks(), get_thresholds()):
                 if self._is_excluded(weight, mask):
                     continue
