@@ -1,0 +1,1 @@
+"""The cifar10 pruning example of tf.contrib.model_pruning, rebuilt on tf.data (see README)."""
