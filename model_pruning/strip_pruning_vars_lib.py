@@ -1,0 +1,529 @@
+"""Strip pruning variables: freeze a checkpoint, then fold every mask into its weight.
+
+`graph_def_from_checkpoint` freezes a checkpoint (variables become constants);
+`strip_pruning_vars_fn` replaces each `.../masked_weight` product by one constant holding
+mask * weight and keeps only what the outputs need, so no `mask`, `threshold` or
+`last_mask_update_step` node is left.
+
+Unlike contrib, the product is computed in numpy from the frozen constants, never by running
+the graph. So masked weights behind placeholders and inside while loops (dynamic_rnn, both as
+TF2 functional `While` ops and as TF1 `Enter`/`Exit` frames) fold the same way, and the
+caller's default graph is never touched.
+
+    frozen = graph_def_from_checkpoint("/tmp/train", ["logits"])
+    stripped = strip_pruning_vars_fn(frozen, ["logits"])
+"""
+
+import difflib
+import logging
+import os
+import re
+
+import tensorflow as tf
+
+_LOG = logging.getLogger(__name__)
+
+# Contrib found masked weights by a name containing `masked_weight`; that also matches the
+# `.../masked_weight/Enter` nodes of TF1 loops, so match the last name component instead.
+_MASKED_WEIGHT = re.compile(r"(^|/)masked_weight(_\d+)?$")
+_WHILE_OPS = ("While", "StatelessWhile")
+_VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable", "ReadVariableOp")
+
+
+def is_masked_weight(node):
+    """True for the `mask * weight` product that `apply_mask` and the masked layers create."""
+    return node.op == "Mul" and bool(_MASKED_WEIGHT.search(node.name))
+
+
+def _ref_name(ref):
+    """The node (or function argument) a reference names: `^a`, `a`, `a:1`, `a:out:1` -> `a`."""
+    return ref.lstrip("^").split(":")[0]
+
+
+class _Scope:
+    """The nodes of the top-level graph or of one function body, and its reference syntax.
+
+    In the graph an output reads `node:index`; in a function body it reads
+    `node:output_arg:index`, and a bare name may be one of the function's arguments.
+    """
+
+    def __init__(self, nodes, function=None):
+        self.nodes = nodes
+        self.function = function
+        self.reindex()
+
+    def reindex(self):
+        self.by_name = {node.name: node for node in self.nodes}
+
+    @property
+    def name(self):
+        return self.function.signature.name if self.function else "the graph"
+
+    def arg_index(self, name):
+        if self.function is None:
+            return None
+        names = [arg.name for arg in self.function.signature.input_arg]
+        return names.index(name) if name in names else None
+
+    def output_index(self, ref):
+        """The output index a data reference reads."""
+        parts = ref.split(":")
+        return int(parts[-1]) if len(parts) > 1 else 0
+
+    def output_ref(self, ref, index):
+        """`ref` re-pointed at output `index` of the same node (and output arg)."""
+        parts = ref.split(":")
+        if self.function is None:
+            return parts[0] if index == 0 else f"{parts[0]}:{index}"
+        return f"{parts[0]}:{parts[1]}:{index}"
+
+    def retarget(self, ref, name):
+        """`ref` re-pointed at node `name`, which has one output list named `output`."""
+        if ref.startswith("^"):
+            return "^" + name
+        index = self.output_index(ref)
+        if self.function is None:
+            return name if index == 0 else f"{name}:{index}"
+        return f"{name}:output:{index}"
+
+    def refs(self):
+        """Every reference in the scope: node inputs, and the function's returns."""
+        for node in self.nodes:
+            yield from node.input
+        if self.function is not None:
+            yield from self.function.ret.values()
+            yield from self.function.control_ret.values()
+
+    def consumers(self, name):
+        return [ref for ref in self.refs() if _ref_name(ref) == name]
+
+    def rewrite_refs(self, rewrite):
+        """Replaces every reference `r` by `rewrite(r)`."""
+        for node in self.nodes:
+            for i, ref in enumerate(node.input):
+                node.input[i] = rewrite(ref)
+        if self.function is not None:
+            for key, ref in list(self.function.ret.items()):
+                self.function.ret[key] = rewrite(ref)
+
+    def remove_node(self, name):
+        index = next(i for i, node in enumerate(self.nodes) if node.name == name)
+        del self.nodes[index]
+        self.reindex()
+
+
+class _GraphScopes:
+    """All scopes of a GraphDef, and which node calls each function."""
+
+    def __init__(self, graph_def):
+        self.graph = _Scope(graph_def.node)
+        self.functions = {f.signature.name: _Scope(f.node_def, f)
+                          for f in graph_def.library.function}
+        self.callers = {}
+        for scope in self.all():
+            for node in scope.nodes:
+                for function_name in _called_functions(node):
+                    self.callers.setdefault(function_name, []).append((scope, node))
+
+    def all(self):
+        return [self.graph, *self.functions.values()]
+
+    def loop_of(self, scope):
+        """(caller scope, While node) when `scope` is the body of exactly one while loop."""
+        callers = self.callers.get(scope.name, [])
+        if scope.function is None or len(callers) != 1:
+            return None
+        caller_scope, caller = callers[0]
+        if caller.op not in _WHILE_OPS or caller.attr["body"].func.name != scope.name:
+            return None
+        if any(len(self.callers.get(caller.attr[key].func.name, [])) != 1
+               for key in ("body", "cond")):
+            return None
+        return caller_scope, caller
+
+    def is_loop_invariant(self, body, index):
+        """True when the loop body returns its argument `index` unchanged."""
+        signature = body.function.signature
+        return body.function.ret.get(signature.output_arg[index].name) == \
+            signature.input_arg[index].name
+
+
+def _called_functions(node):
+    """Names of the functions a node calls, directly or through a function attr."""
+    names = [node.op]
+    for value in node.attr.values():
+        if value.HasField("func"):
+            names.append(value.func.name)
+        names.extend(func.name for func in value.list.func)
+    return names
+
+
+class _NotConstant(Exception):
+    """A masked weight input that is not a frozen constant; the message says why."""
+
+
+def _constant_value(scopes, scope, ref, trail):
+    """The array `ref` always holds, following Identity nodes, loop-invariant TF1 `Enter`
+    nodes and loop-invariant arguments of functional while loops to a Const.
+
+    Appends every (scope, name) it passes to `trail`.
+    Raises _NotConstant when the value depends on anything else.
+    """
+    name = _ref_name(ref)
+    index = scope.arg_index(name)
+    if index is not None:
+        loop = scopes.loop_of(scope)
+        if loop is None or not scopes.is_loop_invariant(scope, index):
+            raise _NotConstant(f"{name} is an argument of function {scope.name} that is not a "
+                               "loop-invariant argument of a single while loop")
+        trail.append((scope, name))
+        caller_scope, caller = loop
+        return _constant_value(scopes, caller_scope, caller.input[index], trail)
+    node = scope.by_name.get(name)
+    if node is None:
+        raise _NotConstant(f"{name} is not a node of {scope.name}")
+    if node.op in _VARIABLE_OPS:
+        raise ValueError(
+            f"input_graph_def is not frozen: {node.name} is a {node.op} node. Freeze it first "
+            "with graph_def_from_checkpoint or tf.compat.v1.graph_util."
+            "convert_variables_to_constants")
+    trail.append((scope, name))
+    if node.op == "Const":
+        return tf.make_ndarray(node.attr["value"].tensor)
+    if node.op == "Identity" or (node.op == "Enter" and node.attr["is_constant"].b):
+        return _constant_value(scopes, scope, node.input[0], trail)
+    raise _NotConstant(f"its value comes from {name}, a {node.op} node")
+
+
+def _control_inputs(node):
+    return [ref for ref in node.input if ref.startswith("^")]
+
+
+def _folded_const(masked_weight, value, control_inputs):
+    """A Const with the product's name, dtype and device."""
+    const = tf.compat.v1.NodeDef(name=masked_weight.name, op="Const",
+                                 device=masked_weight.device)
+    const.input.extend(control_inputs)
+    const.attr["dtype"].CopyFrom(masked_weight.attr["T"])
+    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+    return const
+
+
+def _frame_enters(scope, path):
+    """The TF1 `Enter` nodes a path passed, innermost frame first."""
+    return [scope.by_name[name] for path_scope, name in path
+            if path_scope is scope and name in scope.by_name
+            and scope.by_name[name].op == "Enter"]
+
+
+def _unique_name(scope, base):
+    name, suffix = base, 0
+    while name in scope.by_name:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    return name
+
+
+def _enter_frames(scope, const_name, enters):
+    """Re-creates the loop-invariant `enters` (innermost first) as a chain from the constant,
+    and points the constant's consumers at its end.
+
+    A TF1 loop frame only accepts a value through an Enter, so the constant is placed outside
+    all frames (where the mask and weight were) and entered like they were.
+    """
+    consumers_read = _unique_name(scope, f"{const_name}/folded_enter")
+    scope.rewrite_refs(lambda ref: scope.retarget(ref, consumers_read)
+                       if _ref_name(ref) == const_name else ref)
+    source = const_name
+    for depth, enter in enumerate(reversed(enters)):
+        chained = tf.compat.v1.NodeDef()
+        chained.CopyFrom(enter)
+        chained.name = consumers_read if depth == len(enters) - 1 else \
+            _unique_name(scope, f"{consumers_read}/outer_{depth}")
+        chained.ClearField("input")
+        chained.input.append(source)
+        scope.nodes.append(chained)
+        scope.reindex()
+        source = chained.name
+
+
+def _fold(scopes, scope, node, trail, folded):
+    """Replaces one masked weight by its constant product. Raises _NotConstant.
+
+    `folded` maps the (mask, weight) constants already folded in this scope to the product's
+    name: a cell called once per time step (static_rnn) multiplies the same pair several
+    times, and the copies become Identity nodes of the first so the weight is stored once.
+    """
+    paths = [[] for _ in range(2)]
+    data_inputs = [ref for ref in node.input if not ref.startswith("^")]
+    mask, weight = (_constant_value(scopes, scope, ref, path)
+                    for ref, path in zip(data_inputs, paths))
+    enters = _frame_enters(scope, paths[1])
+    if [e.attr["frame_name"].s for e in _frame_enters(scope, paths[0])] != \
+            [e.attr["frame_name"].s for e in enters]:
+        raise _NotConstant("its mask and weight enter different TF1 loop frames")
+    sources = (scope.name, *(path[-1] for path in paths))
+    if enters:  # the product's control inputs are inside the frame: the Enter chain replaces them
+        node.CopyFrom(_folded_const(node, mask * weight, []))
+        _enter_frames(scope, node.name, enters)
+    elif sources in folded:
+        identity = tf.compat.v1.NodeDef(name=node.name, op="Identity", device=node.device)
+        identity.input.append(folded[sources] + (":output:0" if scope.function else ""))
+        identity.input.extend(_control_inputs(node))
+        identity.attr["T"].CopyFrom(node.attr["T"])
+        node.CopyFrom(identity)
+    else:
+        node.CopyFrom(_folded_const(node, mask * weight, _control_inputs(node)))
+        folded[sources] = node.name
+    if scope.function is not None:
+        # Mul outputs are `name:z:i` inside a function body; Const and Identity ones
+        # `name:output:i`.
+        scope.rewrite_refs(lambda ref: scope.retarget(ref, node.name)
+                           if _ref_name(ref) == node.name else ref)
+    for path in paths:
+        trail.extend(path)
+
+
+def _drop_loop_var(scopes, body, arg_name):
+    """Removes a loop variable that nothing reads any more from its while loop.
+
+    Returns False (and changes nothing) while something still reads it.
+    """
+    index = body.arg_index(arg_name)
+    loop = scopes.loop_of(body)
+    if index is None or loop is None:
+        return False
+    caller_scope, caller = loop
+    cond = scopes.functions[caller.attr["cond"].func.name]
+    cond_arg = cond.function.signature.input_arg[index].name
+    passthrough = body.function.signature.output_arg[index].name
+    body_reads = [key for key, ref in body.function.ret.items()
+                  if ref == arg_name and key != passthrough]
+    body_reads += [ref for node in body.nodes for ref in node.input
+                   if _ref_name(ref) == arg_name]
+    output_reads = [ref for ref in caller_scope.consumers(caller.name)
+                    if not ref.startswith("^") and caller_scope.output_index(ref) == index]
+    if body_reads or cond.consumers(cond_arg) or output_reads:
+        return False
+
+    del caller.input[index]
+    for attr, field in (("T", "type"), ("output_shapes", "shape")):
+        values = getattr(caller.attr[attr].list, field)
+        if len(values) > index:
+            del values[index]
+    if "_num_original_outputs" in caller.attr and caller.attr["_num_original_outputs"].i > index:
+        caller.attr["_num_original_outputs"].i -= 1
+    if "_read_only_resource_inputs" in caller.attr:
+        kept = [i - (i > index) for i in caller.attr["_read_only_resource_inputs"].list.i
+                if i != index]
+        del caller.attr["_read_only_resource_inputs"].list.i[:]
+        caller.attr["_read_only_resource_inputs"].list.i.extend(kept)
+
+    def shift_output(ref):
+        if _ref_name(ref) != caller.name or ref.startswith("^"):
+            return ref
+        old = caller_scope.output_index(ref)
+        return caller_scope.output_ref(ref, old - 1) if old > index else ref
+
+    caller_scope.rewrite_refs(shift_output)
+    del body.function.ret[passthrough]
+    del body.function.signature.output_arg[index]
+    for function in (body.function, cond.function):
+        del function.signature.input_arg[index]
+        _drop_arg_entry(function.arg_attr, index)
+        _drop_arg_entry(function.resource_arg_unique_id, index)
+    return True
+
+
+def _drop_arg_entry(per_arg, index):
+    """Removes entry `index` of a map keyed by argument position and shifts the later ones."""
+    entries = []
+    for i in sorted(per_arg):
+        if i != index:
+            value = per_arg[i]
+            if hasattr(value, "CopyFrom"):  # a message value dies with the map entry: copy it
+                value = type(value)()
+                value.CopyFrom(per_arg[i])
+            entries.append((i - (i > index), value))
+    per_arg.clear()
+    for i, value in entries:
+        if hasattr(value, "CopyFrom"):
+            per_arg[i].CopyFrom(value)
+        else:
+            per_arg[i] = value
+
+
+def _remove_dead(scopes, trail):
+    """Deletes what folding left unread inside function bodies: the Identity/Const nodes on
+    the followed paths, then the loop variables that carried mask and weight into loops.
+
+    The top-level graph is left to `extract_sub_graph`.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for scope, name in reversed(trail):
+            if scope.function is None:
+                continue
+            if scope.arg_index(name) is not None:
+                changed |= _drop_loop_var(scopes, scope, name)
+            elif name in scope.by_name and not scope.consumers(name):
+                scope.remove_node(name)
+                changed = True
+
+
+def _prune_library(graph_def):
+    """Drops the functions that no remaining node calls (the pruning ops' tf.cond branches)."""
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    reachable, pending = set(), [graph_def.node]
+    while pending:
+        for node in pending.pop():
+            for name in _called_functions(node):
+                if name in functions and name not in reachable:
+                    reachable.add(name)
+                    pending.append(functions[name].node_def)
+    kept = [f for f in graph_def.library.function if f.signature.name in reachable]
+    gradients = [g for g in graph_def.library.gradient if g.function_name in reachable]
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(kept)
+    del graph_def.library.gradient[:]
+    graph_def.library.gradient.extend(gradients)
+
+
+def normalize_node_names(names, what="output_node_names"):
+    """A list of node names from a list or a comma-separated string; drops `:0` and `^`.
+
+    Raises:
+      ValueError: when no name is left.
+    """
+    if isinstance(names, str):
+        names = names.split(",")
+    names = [_ref_name(name.strip()) for name in names if name.strip()]
+    if not names:
+        raise ValueError(f"{what} is empty: need at least 1 node name "
+                         "(a list, or comma-separated like 'logits,probabilities')")
+    return names
+
+
+def check_node_names(names, available, kind="output"):
+    """Raises ValueError naming the first missing node and the closest names in the graph."""
+    available = list(available)
+    for name in names:
+        if name in available:
+            continue
+        close = difflib.get_close_matches(name, available, n=5, cutoff=0.5)
+        hint = (f"Close names: {', '.join(close)}." if close else
+                f"No similar name among its {len(available)} nodes.")
+        raise ValueError(f"{kind.capitalize()} node {name!r} is not in the graph. {hint}")
+
+
+def masked_weight_nodes(graph_def):
+    """(scope name, node) for every masked weight in the graph and its functions, by name.
+
+    Before stripping these are `Mul` nodes, after it `Const` nodes holding mask * weight.
+    """
+    scopes = [("", graph_def.node)] + [(f.signature.name, f.node_def)
+                                      for f in graph_def.library.function]
+    return [(scope, node) for scope, nodes in scopes for node in nodes
+            if node.op in ("Mul", "Const") and _MASKED_WEIGHT.search(node.name)]
+
+
+def strip_pruning_vars_fn(input_graph_def, output_node_names):
+    """Folds each masked weight into a constant and keeps only the outputs' sub-graph.
+
+    Every `.../masked_weight` product whose two factors are frozen constants (possibly passed
+    into while loops) becomes a Const of mask * weight with the same name; the masks, and the
+    loop variables that carried them, are then unreferenced and dropped.
+
+    Args:
+      input_graph_def: a frozen GraphDef (from `graph_def_from_checkpoint`); not modified.
+      output_node_names: list of output node names (or one comma-separated string).
+    Returns:
+      The stripped GraphDef.
+    Raises:
+      ValueError: if an output node is missing, no output is given, or the graph still
+        holds variables.
+    """
+    output_node_names = normalize_node_names(output_node_names)
+    check_node_names(output_node_names, (node.name for node in input_graph_def.node))
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.CopyFrom(input_graph_def)
+    scopes = _GraphScopes(graph_def)
+    trail, folded = [], {}
+    masked_weights = [(scope, node) for scope in scopes.all() for node in scope.nodes
+                      if is_masked_weight(node)]
+    for scope, node in masked_weights:
+        try:
+            _fold(scopes, scope, node, trail, folded)
+        except _NotConstant as reason:
+            _LOG.warning("Masked weight %s in %s was left as is: %s", node.name, scope.name,
+                         reason)
+    if not masked_weights:
+        _LOG.warning("The graph has no masked weight to fold (no Mul node named "
+                     "'.../masked_weight'); it is only reduced to the outputs' sub-graph")
+    _remove_dead(scopes, trail)
+    stripped = tf.compat.v1.graph_util.extract_sub_graph(graph_def, output_node_names)
+    _prune_library(stripped)
+    return stripped
+
+
+def checkpoint_path(checkpoint_dir, checkpoint=None):
+    """The checkpoint prefix to use: `checkpoint` if given (as is, or inside
+    `checkpoint_dir`), else the latest checkpoint of `checkpoint_dir`.
+
+    Raises:
+      ValueError: naming the directory and what it holds when no checkpoint is found.
+    """
+    if checkpoint:
+        candidates = [checkpoint]
+        if checkpoint_dir and not os.path.isabs(checkpoint):
+            candidates.append(os.path.join(checkpoint_dir, checkpoint))
+        for prefix in candidates:
+            if tf.io.gfile.exists(prefix + ".meta"):
+                return prefix
+        raise ValueError(f"Checkpoint {checkpoint!r} not found: none of "
+                         f"{', '.join(p + '.meta' for p in candidates)} exists")
+    if not checkpoint_dir:
+        raise ValueError("No checkpoint_dir given: pass the training directory, e.g. "
+                         "--checkpoint_dir=/tmp/train (or a prefix with --checkpoint)")
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest is not None:
+        return latest
+    if not tf.io.gfile.isdir(checkpoint_dir):
+        holds = "it does not exist"
+    else:
+        entries = sorted(tf.io.gfile.listdir(checkpoint_dir))
+        holds = f"it holds {', '.join(entries)}" if entries else "it is empty"
+        prefixes = sorted(e[:-len(".index")] for e in entries if e.endswith(".index"))
+        if prefixes:
+            holds += (f"; it has no 'checkpoint' state file, pass one prefix with "
+                      f"--checkpoint, e.g. {prefixes[-1]}")
+    raise ValueError(f"Could not find a checkpoint at: {checkpoint_dir} ({holds})")
+
+
+def graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint=None):
+    """Freezes a checkpoint into a GraphDef of the outputs' sub-graph.
+
+    The meta graph is imported into a private tf.Graph, so the caller's default graph is
+    untouched and repeated calls do not accumulate.
+
+    Args:
+      checkpoint_dir: directory whose latest checkpoint is used.
+      output_node_names: list of output node names (or one comma-separated string).
+      checkpoint: optional checkpoint prefix to use instead of the latest one.
+    Returns:
+      The frozen GraphDef: variables replaced by constants.
+    Raises:
+      ValueError: when no checkpoint is found, no output is given or an output is missing.
+    """
+    output_node_names = normalize_node_names(output_node_names)
+    prefix = checkpoint_path(checkpoint_dir, checkpoint)
+    graph = tf.Graph()
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
+    check_node_names(output_node_names, (op.name for op in graph.get_operations()))
+    with tf.compat.v1.Session(graph=graph) as session:
+        if saver is not None:
+            saver.restore(session, prefix)
+        return tf.compat.v1.graph_util.convert_variables_to_constants(
+            session, graph.as_graph_def(), output_node_names)
