@@ -33,8 +33,9 @@ _SLIM_VARIABLE_NAMES = {"kernel": "weights", "bias": "biases"}
 
 def _normalize_tuple(value, rank, name):
     """`value` as a tuple of `rank` positive ints; a single int is repeated."""
-    values = (value,) * rank if isinstance(value, numbers.Integral) else tuple(value)
-    if len(values) != rank or not all(isinstance(v, numbers.Integral) and v > 0 for v in values):
+    values = (value,) * rank if isinstance(value, numbers.Integral) else value
+    if (not isinstance(values, (list, tuple)) or len(values) != rank
+            or not all(isinstance(v, numbers.Integral) and v > 0 for v in values)):
         raise ValueError(f"{name} must be a positive int or {rank} positive ints, got {value!r}")
     return tuple(int(v) for v in values)
 
@@ -50,7 +51,8 @@ class _MaskedLayer:
 
     Variables are made on the first call, in a scope named after the layer, and reused by later
     calls. The kernel is masked anew on every call with `pruning.apply_mask` (which registers it
-    for pruning once), so the layer also works when first called inside a loop or a cond.
+    for pruning once), so each call's product lives in that call's graph context (say a
+    while-loop body) instead of being shared across contexts.
     """
 
     _default_name = None
@@ -103,7 +105,7 @@ class _MaskedLayer:
         if not self.built:
             self._build(inputs)
         masked_kernel = pruning.apply_mask(self.kernel)
-        if self.mask is None:
+        if self.mask is None:  # made by apply_mask on this first call
             scope = tf.compat.v1.get_variable_scope().name
             self.mask = _registered_variable(pruning.MASK_COLLECTION, scope + "/mask")
             self.threshold = _registered_variable(pruning.THRESHOLD_COLLECTION,
@@ -142,7 +144,9 @@ class _MaskedConv(_MaskedLayer):
                  kernel_initializer=None, bias_initializer=tf.compat.v1.zeros_initializer(),
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  trainable=True, name=None):
-        """Args:
+        """Configures the layer; its variables are made on the first call.
+
+        Args:
           filters: number of output channels.
           kernel_size, strides, dilation_rate: an int or `rank` ints each; strides and dilation
             rates above 1 cannot be combined (tf.nn.convolution).

@@ -186,6 +186,27 @@ def test_weights_regularizer_sees_the_unmasked_weights(graph):
     np.testing.assert_allclose(loss_value, weights_value.sum(), rtol=1e-6)
 
 
+def test_partitioned_weights_are_masked_pruned_and_collected_part_by_part(graph):
+    with tf.compat.v1.variable_scope("split",
+                                     partitioner=tf.compat.v1.fixed_size_partitioner(2)):
+        outputs = masked_fully_connected(tf.ones([1, 6]), 4, activation_fn=None,
+                                         variables_collections=["mine"])
+    assert names(tf.compat.v1.get_collection("mine")) == [
+        f"split/fully_connected/{name}/part_{i}" for name in ("weights", "biases")
+        for i in (0, 1)]
+    assert compat.is_partitioned(model_pruning.get_masks()[0])
+    pruning = model_pruning.Pruning("threshold_method=exact,threshold_decay=0.0",
+                                    global_step=tf.compat.v1.train.get_or_create_global_step(),
+                                    sparsity=tf.constant(0.5))
+    mask_update_op = pruning.mask_update_op()
+    with tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        session.run(mask_update_op)
+        outputs, masked = session.run([outputs, model_pruning.get_masked_weights()[0]])
+    assert np.mean(masked == 0) == 0.5
+    np.testing.assert_allclose(outputs, masked.sum(0, keepdims=True), rtol=1e-6)
+
+
 def test_num_outputs_must_be_an_int(graph):
     with pytest.raises(ValueError, match="num_outputs must be an int"):
         masked_fully_connected(tf.ones((2, 3)), 4.0)
@@ -320,7 +341,8 @@ def test_layer_class_applies_activation_and_activity_regularizer(graph):
     (lambda: MaskedConv2D(4, 3, data_format="NHWC"), "channels_last, channels_first"),
     (lambda: MaskedConv2D(4, (3, 3, 3)), "kernel_size must be a positive int or 2"),
     (lambda: MaskedConv1D(4, 3, strides=0), "strides must be a positive int or 1"),
-], ids=["padding", "data_format", "kernel_size", "strides"])
+    (lambda: MaskedConv3D(4, 3, dilation_rate=1.5), "dilation_rate must be a positive int"),
+], ids=["padding", "data_format", "kernel_size", "strides", "dilation_rate"])
 def test_layer_class_rejects_bad_arguments(make_layer, message):
     with pytest.raises(ValueError, match=message):
         make_layer()
