@@ -85,8 +85,11 @@ def _exists_error(path):
 
 
 def gzip_size(data):
-    """Size of `data` after gzip compression (what a download or a zipped app would cost)."""
-    return len(gzip.compress(data, mtime=0))
+    """Size of `data` after gzip compression (what a download or a zipped app would cost).
+
+    Level 6, the gzip command's default: level 9 is ~4x slower on float data for <1% less.
+    """
+    return len(gzip.compress(data, compresslevel=6, mtime=0))
 
 
 def layer_table(graph_def):
