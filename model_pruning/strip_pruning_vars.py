@@ -32,6 +32,7 @@ OUTPUT_FORMATS = ("pb", "pbtxt", "tflite")
 def _parser():
     parser = argparse.ArgumentParser(
         prog="strip_pruning_vars",
+        allow_abbrev=False,  # a flag is spelled out or it is an error
         description="Freeze a pruned checkpoint, replace every mask * weight by one constant "
                     "and write the model as a GraphDef or a sparse TFLite file.")
     parser.add_argument("--checkpoint_dir", default="",

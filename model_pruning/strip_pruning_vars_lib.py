@@ -472,17 +472,27 @@ def checkpoint_path(checkpoint_dir, checkpoint=None):
     `checkpoint_dir`), else the latest checkpoint of `checkpoint_dir`.
 
     Raises:
-      ValueError: naming the directory and what it holds when no checkpoint is found.
+      ValueError: naming the directory and what it holds when no checkpoint is found, or
+        when the checkpoint has no meta graph to freeze.
     """
     if checkpoint:
         candidates = [checkpoint]
         if checkpoint_dir and not os.path.isabs(checkpoint):
             candidates.append(os.path.join(checkpoint_dir, checkpoint))
-        for prefix in candidates:
-            if tf.io.gfile.exists(prefix + ".meta"):
-                return prefix
-        raise ValueError(f"Checkpoint {checkpoint!r} not found: none of "
-                         f"{', '.join(p + '.meta' for p in candidates)} exists")
+        prefix = next((p for p in candidates if tf.io.gfile.exists(p + ".index")
+                       or tf.io.gfile.exists(p + ".meta")), None)
+        if prefix is None:
+            raise ValueError(f"Checkpoint {checkpoint!r} not found: none of "
+                             f"{', '.join(p + '.index' for p in candidates)} exists")
+    else:
+        prefix = _latest_checkpoint(checkpoint_dir)
+    if not tf.io.gfile.exists(prefix + ".meta"):
+        raise ValueError(f"Checkpoint {prefix} has no meta graph {prefix}.meta (was it saved "
+                         "with write_meta_graph=False?); freezing needs the saved graph")
+    return prefix
+
+
+def _latest_checkpoint(checkpoint_dir):
     if not checkpoint_dir:
         raise ValueError("No checkpoint_dir given: pass the training directory, e.g. "
                          "--checkpoint_dir=/tmp/train (or a prefix with --checkpoint)")
@@ -494,7 +504,7 @@ def checkpoint_path(checkpoint_dir, checkpoint=None):
     else:
         entries = sorted(tf.io.gfile.listdir(checkpoint_dir))
         holds = f"it holds {', '.join(entries)}" if entries else "it is empty"
-        prefixes = sorted(e[:-len(".index")] for e in entries if e.endswith(".index"))
+        prefixes = [e[:-len(".index")] for e in entries if e.endswith(".index")]
         if prefixes:
             holds += (f"; it has no 'checkpoint' state file, pass one prefix with "
                       f"--checkpoint, e.g. {prefixes[-1]}")

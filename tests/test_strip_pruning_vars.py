@@ -389,8 +389,15 @@ def test_graph_def_from_checkpoint_uses_a_given_checkpoint(checkpoint_dir, relat
 def test_graph_def_from_checkpoint_rejects_missing_checkpoint_prefix(checkpoint_dir):
     directory, _ = checkpoint_dir
     with pytest.raises(ValueError, match=r"Checkpoint 'model.ckpt-7' not found: none of "
-                                         r"model.ckpt-7.meta, .*model.ckpt-7.meta exists"):
+                                         r"model.ckpt-7.index, .*model.ckpt-7.index exists"):
         graph_def_from_checkpoint(directory, ["output"], checkpoint="model.ckpt-7")
+
+
+def test_graph_def_from_checkpoint_needs_the_meta_graph(tmp_path):
+    (tmp_path / "model.ckpt-5.index").write_text("")
+    with pytest.raises(ValueError, match=r"model.ckpt-5 has no meta graph .*model.ckpt-5.meta "
+                                         r"\(was it saved with write_meta_graph=False\?\)"):
+        graph_def_from_checkpoint(str(tmp_path), ["output"], checkpoint="model.ckpt-5")
 
 
 def test_graph_def_from_checkpoint_rejects_missing_output_node(checkpoint_dir):
@@ -483,20 +490,21 @@ def test_cli_uses_a_given_checkpoint(checkpoint_dir, tmp_path):
     assert sparsities_of(written) == pytest.approx([0.5] * 3, abs=0.04)
 
 
-def test_cli_rejects_unknown_flag(checkpoint_dir, capsys):
-    """Contrib ignored unknown flags, so the README's --checkpoint_path ran with no
-    checkpoint_dir (tensorflow issue 26323)."""
-    directory, _ = checkpoint_dir
-    with pytest.raises(SystemExit) as exit_info:
-        cli(f"--checkpoint_path={directory}", "--output_node_names=output")
-    assert exit_info.value.code == 2
-    assert "unrecognized arguments: --checkpoint_path" in capsys.readouterr().err
-
-
 def test_cli_rejects_float16_without_tflite(capsys):
     with pytest.raises(SystemExit):
         cli("--checkpoint_dir=x", "--output_node_names=output", "--float16")
     assert "--float16 needs --output_format=tflite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint_path", "--checkpoint_d"])
+def test_cli_rejects_unknown_or_abbreviated_flag(checkpoint_dir, capsys, flag):
+    """Contrib ignored unknown flags, so the README's --checkpoint_path ran with no
+    checkpoint_dir (tensorflow issue 26323)."""
+    directory, _ = checkpoint_dir
+    with pytest.raises(SystemExit) as exit_info:
+        cli(f"{flag}={directory}", "--output_node_names=output")
+    assert exit_info.value.code == 2
+    assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
