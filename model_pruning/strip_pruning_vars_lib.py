@@ -30,7 +30,7 @@ _WHILE_OPS = ("While", "StatelessWhile")
 _VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable", "ReadVariableOp")
 
 
-def is_masked_weight(node):
+def _is_masked_weight(node):
     """True for the `mask * weight` product that `apply_mask` and the masked layers create."""
     return node.op == "Mul" and bool(_MASKED_WEIGHT.search(node.name))
 
@@ -70,18 +70,12 @@ class _Scope:
         parts = ref.split(":")
         return int(parts[-1]) if len(parts) > 1 else 0
 
-    def output_ref(self, ref, index):
-        """`ref` re-pointed at output `index` of the same node (and output arg)."""
-        parts = ref.split(":")
-        if self.function is None:
-            return parts[0] if index == 0 else f"{parts[0]}:{index}"
-        return f"{parts[0]}:{parts[1]}:{index}"
-
-    def retarget(self, ref, name):
-        """`ref` re-pointed at node `name`, which has one output list named `output`."""
+    def retarget(self, ref, name, index=None):
+        """`ref` re-pointed at output `index` (default: the same index) of node `name`, whose
+        outputs form one list named `output` (Const, Identity, Enter, While)."""
         if ref.startswith("^"):
             return "^" + name
-        index = self.output_index(ref)
+        index = self.output_index(ref) if index is None else index
         if self.function is None:
             return name if index == 0 else f"{name}:{index}"
         return f"{name}:output:{index}"
@@ -323,7 +317,7 @@ def _drop_loop_var(scopes, body, arg_name):
         if _ref_name(ref) != caller.name or ref.startswith("^"):
             return ref
         old = caller_scope.output_index(ref)
-        return caller_scope.output_ref(ref, old - 1) if old > index else ref
+        return caller_scope.retarget(ref, caller.name, old - 1) if old > index else ref
 
     caller_scope.rewrite_refs(shift_output)
     del body.function.ret[passthrough]
@@ -451,7 +445,7 @@ def strip_pruning_vars_fn(input_graph_def, output_node_names):
     scopes = _GraphScopes(graph_def)
     trail, folded = [], {}
     masked_weights = [(scope, node) for scope in scopes.all() for node in scope.nodes
-                      if is_masked_weight(node)]
+                      if _is_masked_weight(node)]
     for scope, node in masked_weights:
         try:
             _fold(scopes, scope, node, trail, folded)

@@ -232,16 +232,11 @@ def tf1_control_flow():
         tf.compat.v1.enable_control_flow_v2()
 
 
-def test_strip_folds_mask_inside_functional_while_loop():
-    _, stripped = assert_strips_exactly(while_loop_model, 0.9, 1)
-    body = [f for f in stripped.library.function if "body" in f.signature.name]
-    assert [node.op for _, node in strip_pruning_vars_lib.masked_weight_nodes(stripped)] == \
-        ["Const"]
-    assert len(body) == 1
-
-
-def test_strip_folds_mask_inside_nested_while_loops():
-    assert_strips_exactly(nested_while_loop_model, 0.9, 1)
+@pytest.mark.parametrize("build", [while_loop_model, nested_while_loop_model])
+def test_strip_folds_mask_inside_functional_while_loops(build):
+    _, stripped = assert_strips_exactly(build, 0.9, 1)
+    [(scope, node)] = strip_pruning_vars_lib.masked_weight_nodes(stripped)
+    assert node.op == "Const" and "while_body" in scope
 
 
 def test_strip_folds_mask_inside_tf1_while_frame(tf1_control_flow):
