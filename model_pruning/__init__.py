@@ -4,7 +4,10 @@ The drop-in successor of `tf.contrib.model_pruning`: the same API, graph names a
 collections. Contrib's public names come first, then the ones this library adds.
 """
 
+from model_pruning.hooks import ModelPruningHook
 from model_pruning.hparams import HParams
+from model_pruning.learning import train
+from model_pruning.masking import masking_scope
 from model_pruning.pruning import (
     Pruning,
     apply_mask,
@@ -15,6 +18,7 @@ from model_pruning.pruning import (
     get_weight_sparsity,
     get_weights,
 )
+from model_pruning.warm_start import warm_start_from_dense_checkpoint
 
 __all__ = [
     # tf.contrib.model_pruning
@@ -26,6 +30,10 @@ __all__ = [
     "get_weights",
     "get_weight_sparsity",
     "Pruning",
+    "train",
     # added by this library
     "HParams",
+    "masking_scope",
+    "ModelPruningHook",
+    "warm_start_from_dense_checkpoint",
 ]

@@ -16,6 +16,7 @@ matrix and expands the pooled mask back (`expand_tensor`).
 """
 
 import contextlib
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +32,8 @@ _KEY_DTYPES = {
     tf.float32: tf.int32,
     tf.float64: tf.int64,
 }
-_RADIX_BITS = 11
+# 16-bit digits: float32 needs two passes, float16 one, float64 four.
+_RADIX_BITS = 16
 
 
 def _variable_scope(scope):
@@ -147,61 +149,84 @@ def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, de
     return smoothed, keep
 
 
-def kth_largest(scores, k):
-    """The k-th largest of non-negative float `scores` (k >= 1), by radix selection.
+def _radix_select(keys, k, value_bits):
+    """The k-th largest of non-negative integer `keys` whose low `value_bits` bits vary.
 
-    Each pass histograms the next `_RADIX_BITS` bits of the keys that still share the selected
-    prefix, so the cost is a few reads of the scores with no sort and no index tensor.
+    Each pass counts the next `_RADIX_BITS` bits of the keys that share the prefix selected so
+    far, so the cost is a few reads of the keys with no sort and no index tensor.
     """
-    dtype = scores.dtype.base_dtype
-    key_dtype = _KEY_DTYPES.get(dtype)
-    if key_dtype is None:
-        raise ValueError(f"Exact thresholds need float16, bfloat16, float32 or float64 scores, got {dtype.name}")
-    keys = tf.bitcast(tf.reshape(scores, [-1]), key_dtype)
-    value_bits = key_dtype.size * 8 - 1  # the sign bit of a magnitude is always 0
-    num_buckets = 1 << _RADIX_BITS
+    key_dtype = keys.dtype
     prefix = tf.zeros([], key_dtype)
-    remaining = tf.cast(k, tf.int32)
+    remaining = k
     done_bits = 0
     while done_bits < value_bits:
         digit_bits = min(_RADIX_BITS, value_bits - done_bits)
         shift = value_bits - done_bits - digit_bits
-        high = tf.bitwise.right_shift(keys, tf.cast(shift + digit_bits, key_dtype))
-        digits = tf.cast(
-            tf.bitwise.bitwise_and(
-                tf.bitwise.right_shift(keys, tf.cast(shift, key_dtype)),
-                tf.cast((1 << digit_bits) - 1, key_dtype)),
-            tf.int32)
-        # Keys outside the prefix go to an overflow bucket that is never selected.
-        digits = tf.where(tf.equal(high, prefix), digits, num_buckets)
-        counts = tf.math.bincount(digits, minlength=num_buckets + 1, maxlength=num_buckets + 1)
-        counts = counts[: 1 << digit_bits]
-        at_or_above = tf.cumsum(counts, reverse=True)
+        num_digits = 1 << digit_bits
+        shifted = tf.bitwise.right_shift(keys, tf.cast(shift, key_dtype))
+        digits = tf.cast(tf.bitwise.bitwise_and(shifted, num_digits - 1), tf.int32)
+        # Keys outside the prefix count in an extra bucket that is never selected.
+        in_prefix = tf.equal(tf.bitwise.right_shift(shifted, tf.cast(digit_bits, key_dtype)),
+                             prefix)
+        counts = tf.math.bincount(tf.where(in_prefix, digits, num_digits),
+                                  minlength=num_digits + 1, maxlength=num_digits + 1)
+        at_or_above = tf.cumsum(counts[:num_digits], reverse=True)
         # The selected digit is the largest one with at least `remaining` keys at or above it.
         digit = tf.reduce_sum(tf.cast(at_or_above >= remaining, tf.int32)) - 1
         remaining -= at_or_above[digit] - counts[digit]
         prefix = tf.bitwise.bitwise_or(
-            tf.bitwise.left_shift(prefix, tf.cast(digit_bits, key_dtype)), tf.cast(digit, key_dtype))
+            tf.bitwise.left_shift(prefix, tf.cast(digit_bits, key_dtype)),
+            tf.cast(digit, key_dtype))
         done_bits += digit_bits
-    return tf.bitcast(prefix, dtype)
+    return prefix
+
+
+@functools.lru_cache(maxsize=None)
+def _kth_largest_function(dtype):
+    """`kth_largest` for one float dtype as a graph function over a flat tensor.
+
+    Built once per graph and called with one op per weight, so a model with hundreds of masked
+    weights does not add the selection's ops hundreds of times.
+    """
+    key_dtype = _KEY_DTYPES[dtype]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.int32)],
+                 autograph=False)
+    def kth_largest_flat(scores, k):
+        keys = tf.bitcast(scores, key_dtype)
+        return tf.bitcast(_radix_select(keys, k, key_dtype.size * 8 - 1), dtype)
+
+    return kth_largest_flat
+
+
+def kth_largest(scores, k):
+    """The k-th largest (1 <= k <= n) of non-negative float `scores`, by radix selection."""
+    dtype = scores.dtype.base_dtype
+    if dtype not in _KEY_DTYPES:
+        raise ValueError(f"Exact thresholds need float16, bfloat16, float32 or float64 scores, "
+                         f"got {dtype.name}")
+    return _kth_largest_function(dtype)(tf.reshape(scores, [-1]), tf.cast(k, tf.int32))
 
 
 def exact_threshold_mask(scores, sparsity):
     """Keeps exactly round(n * (1 - sparsity)) of the largest `scores`.
 
     Scores above the k-th largest are kept; of those equal to it, the first ones in flat order
-    fill the remaining places. Returns (the k-th largest score, or max when k = 0; keep).
+    fill the remaining places. Returns (the k-th largest score, or the largest when k = 0;
+    keep).
     """
     flat = tf.reshape(scores, [-1])
     size = tf.size(flat)
     k = num_to_keep(size, sparsity)
-    threshold = tf.cond(k > 0, lambda: kth_largest(flat, tf.maximum(k, 1)),
-                        lambda: tf.reduce_max(flat))
+    # Selecting the max(k, 1)-th largest avoids a tf.cond, which costs a function graph per
+    # weight; with k = 0 that is the maximum and the final `k > 0` keeps nothing.
+    threshold = kth_largest(flat, tf.maximum(k, 1))
     above = flat > threshold
     tied = tf.equal(flat, threshold)
     places_for_ties = k - tf.reduce_sum(tf.cast(above, tf.int32))
     tie_rank = tf.cumsum(tf.cast(tied, tf.int32))
     keep = tf.logical_or(above, tf.logical_and(tied, tie_rank <= places_for_ties))
+    keep = tf.logical_and(keep, k > 0)
     return threshold, tf.reshape(keep, tf.shape(scores))
 
 

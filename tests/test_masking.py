@@ -1,0 +1,263 @@
+"""Pruning unmodified models: masking_scope, ModelPruningHook, dense warm start, slim train."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_slim as slim
+from tf_slim.nets import inception, resnet_v1, vgg
+
+import model_pruning
+from model_pruning import strip_pruning_vars_lib
+from model_pruning.hooks import ModelPruningHook
+from model_pruning.masking import masking_scope
+from model_pruning.warm_start import warm_start_from_dense_checkpoint
+
+
+def vgg_16(images):
+    with slim.arg_scope(vgg.vgg_arg_scope()):
+        return vgg.vgg_16(images, num_classes=10, is_training=False)[0]
+
+
+def inception_v1(images):
+    return inception.inception_v1(images, num_classes=10, is_training=False)[0]
+
+
+def resnet_v1_50(images):
+    return resnet_v1.resnet_v1_50(images, num_classes=10, is_training=False)[0]
+
+
+def conv_kernels():
+    return [v for v in tf.compat.v1.trainable_variables()
+            if v.get_shape().ndims >= 2 and v.op.name.endswith("weights")]
+
+
+@pytest.mark.parametrize("net", [vgg_16, inception_v1, resnet_v1_50], ids=lambda f: f.__name__)
+def test_slim_nets_prune_and_strip_unmodified(net):
+    rng = np.random.RandomState(0)
+    images_value = rng.rand(1, 224, 224, 3).astype(np.float32)
+    with tf.Graph().as_default():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        images = tf.compat.v1.placeholder(tf.float32, [1, 224, 224, 3], name="images")
+        with masking_scope():
+            logits = net(images)
+        logits = tf.identity(logits, name="output")
+        kernels = conv_kernels()
+        assert len(model_pruning.get_masks()) == len(kernels)
+        assert {w.op.name for w in model_pruning.get_weights()} == {k.op.name for k in kernels}
+        loss = tf.reduce_mean(tf.square(logits))
+        train_op = tf.compat.v1.train.GradientDescentOptimizer(1e-4).minimize(loss, global_step)
+        p = model_pruning.Pruning(
+            "threshold_method=exact,pruning_frequency=2,target_sparsity=0.5,"
+            "sparsity_function_end_step=4", global_step=global_step)
+        update = p.conditional_mask_update_op()
+        sparsity = model_pruning.get_weight_sparsity()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            for _ in range(5):
+                session.run(train_op, {images: images_value})
+                session.run(update)
+            np.testing.assert_allclose(session.run(sparsity), 0.5, atol=1e-3)
+            masked_output = session.run(logits, {images: images_value})
+            frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+                session, tf.compat.v1.get_default_graph().as_graph_def(), ["output"])
+    stripped = strip_pruning_vars_lib.strip_pruning_vars_fn(frozen, ["output"])
+    assert not [n.name for n in stripped.node if n.name.endswith(("mask", "threshold"))]
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(stripped, name="")
+        with tf.compat.v1.Session() as session:
+            stripped_output = session.run("output:0", {"images:0": images_value})
+    np.testing.assert_array_equal(stripped_output, masked_output)
+
+
+def small_net(images):
+    net = slim.conv2d(images, 8, [3, 3], scope="conv1")
+    net = slim.conv2d(net, 8, [3, 3], stride=2, scope="conv2")
+    return slim.fully_connected(slim.flatten(net), 10, activation_fn=None, scope="logits")
+
+
+def test_masking_scope_names_match_apply_mask():
+    with tf.Graph().as_default():
+        with masking_scope():
+            small_net(tf.zeros([2, 8, 8, 3]))
+        assert [m.op.name for m in model_pruning.get_masks()] == [
+            "conv1/mask", "conv2/mask", "logits/mask"]
+        assert [t.op.name for t in model_pruning.get_thresholds()] == [
+            "conv1/threshold", "conv2/threshold", "logits/threshold"]
+        assert [w.op.name for w in model_pruning.get_masked_weights()] == [
+            "conv1/weights/masked_weight", "conv2/weights/masked_weight",
+            "logits/weights/masked_weight"]
+
+
+@pytest.mark.parametrize("include, exclude, masked", [
+    (None, "conv2", ["conv1/weights", "logits/weights"]),
+    (None, ["conv1", "logits"], ["conv2/weights"]),
+    (r"biases$", None, ["conv1/biases", "conv2/biases", "logits/biases"]),
+    (["conv1/weights", "conv2/biases"], None, ["conv1/weights", "conv2/biases"]),
+])
+def test_masking_scope_include_and_exclude(include, exclude, masked):
+    with tf.Graph().as_default():
+        with masking_scope(include=include, exclude=exclude):
+            small_net(tf.zeros([2, 8, 8, 3]))
+        assert [w.op.name for w in model_pruning.get_weights()] == masked
+
+
+def test_masking_scope_rejects_a_bad_regex():
+    with pytest.raises(ValueError, match="exclude pattern '\\(conv' is not a valid regex"):
+        with masking_scope(exclude="(conv"):
+            pass
+
+
+def test_prune_a_pretrained_dense_checkpoint(tmp_path):
+    """Train dense, save; rebuild under masking_scope; warm start; prune to 80%."""
+    rng = np.random.RandomState(1)
+    images = rng.rand(16, 8, 8, 3).astype(np.float32)
+    labels = rng.randint(0, 10, 16)
+
+    def build(masked):
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        with masking_scope() if masked else tf.compat.v1.variable_scope(""):
+            logits = small_net(tf.constant(images))
+        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
+        train_op = tf.compat.v1.train.GradientDescentOptimizer(0.1).minimize(loss, global_step)
+        return global_step, logits, train_op
+
+    with tf.Graph().as_default():
+        _, logits, train_op = build(masked=False)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            for _ in range(10):
+                session.run(train_op)
+            dense_output = session.run(logits)
+            tf.compat.v1.train.Saver().save(session, str(tmp_path / "dense"))
+
+    with tf.Graph().as_default():
+        global_step, logits, train_op = build(masked=True)
+        update = model_pruning.Pruning(
+            "threshold_method=exact,pruning_frequency=5,target_sparsity=0.8,"
+            "sparsity_function_end_step=20", global_step=global_step).conditional_mask_update_op()
+        init_fn = warm_start_from_dense_checkpoint(str(tmp_path))
+        sparsity = model_pruning.get_weight_sparsity()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            init_fn(session)
+            np.testing.assert_array_equal(session.run(logits), dense_output)
+            for _ in range(30):
+                session.run(train_op)
+                session.run(update)
+            np.testing.assert_allclose(session.run(sparsity), 0.8, atol=1e-3)
+
+
+def test_warm_start_lists_missing_and_misshaped_variables(tmp_path):
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable("conv1/weights", [3, 3, 3, 8])
+        tf.compat.v1.get_variable("logits/weights", [4, 4])
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(session, str(tmp_path / "dense"))
+    with tf.Graph().as_default():
+        with masking_scope():
+            small_net(tf.zeros([2, 8, 8, 3]))
+        with pytest.raises(ValueError) as error:
+            warm_start_from_dense_checkpoint(str(tmp_path / "dense"))
+    message = str(error.value)
+    assert "Missing from the checkpoint: conv1/biases, conv2/weights, conv2/biases" in message
+    assert "logits/weights: checkpoint [4, 4], model [128, 10]" in message
+    assert "conv1/weights" not in message.replace("conv1/weights:", "")
+
+
+def test_warm_start_without_a_checkpoint_names_the_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("no checkpoint here")
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable("w", [2])
+        with pytest.raises(ValueError, match=f"No checkpoint found in directory {tmp_path}.*notes.txt"):
+            warm_start_from_dense_checkpoint(str(tmp_path))
+
+
+def train_with_pruning_hook(checkpoint_dir, last_step):
+    """Trains small_net under masking_scope with ModelPruningHook; returns (first step, masks)."""
+    rng = np.random.RandomState(2)
+    with tf.Graph().as_default():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        with masking_scope():
+            logits = small_net(tf.constant(rng.rand(16, 8, 8, 3).astype(np.float32)))
+        loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(rng.randint(0, 10, 16), logits)
+        train_op = tf.compat.v1.train.GradientDescentOptimizer(0.1).minimize(loss, global_step)
+        hook = ModelPruningHook("threshold_method=exact,pruning_frequency=10,"
+                                "target_sparsity=0.9,sparsity_function_end_step=100")
+        masks = model_pruning.get_masks()
+        with tf.compat.v1.train.MonitoredTrainingSession(
+                checkpoint_dir=checkpoint_dir, save_checkpoint_steps=20,
+                hooks=[hook, tf.compat.v1.train.StopAtStepHook(last_step=last_step)]) as session:
+            read = lambda tensors: session.run_step_fn(
+                lambda step_context: step_context.session.run(tensors))
+            first = read(global_step)
+            while not session.should_stop():
+                session.run(train_op)
+            return first, read(masks), read(hook.pruning._sparsity)
+
+
+def assert_masks_keep(masks, sparsity):
+    for mask in masks:
+        assert mask.sum() == round(mask.size * (1 - sparsity))
+
+
+def test_model_pruning_hook_continues_the_schedule_after_restart(tmp_path):
+    first, masks, scheduled = train_with_pruning_hook(str(tmp_path), 40)
+    assert first == 0
+    # The last update ran at step 40, on the cubic ramp 40% of the way to 0.9.
+    assert_masks_keep(masks, 0.9 - 0.9 * (1 - 0.4) ** 3)
+    first, masks, scheduled = train_with_pruning_hook(str(tmp_path), 120)
+    assert first == 40
+    np.testing.assert_allclose(scheduled, 0.9)
+    assert_masks_keep(masks, 0.9)
+
+
+def test_model_pruning_hook_rejects_bad_hparams_at_begin():
+    with tf.Graph().as_default():
+        tf.compat.v1.train.get_or_create_global_step()
+        with pytest.raises(ValueError, match="target_sparsity must be in \\[0, 1\\), got 1.5"):
+            ModelPruningHook("target_sparsity=1.5").begin()
+
+
+SLIM_TRAIN_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    import tf_slim as slim
+    import model_pruning
+
+    tf.compat.v1.disable_eager_execution()
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    images = tf.constant(np.random.RandomState(0).rand(8, 8, 8, 3).astype(np.float32))
+    with model_pruning.masking_scope():
+        net = slim.conv2d(images, 4, [3, 3], scope="conv1")
+        logits = slim.fully_connected(slim.flatten(net), 10, activation_fn=None, scope="logits")
+    loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(np.arange(8) % 10, logits)
+    train_op = slim.learning.create_train_op(loss, tf.compat.v1.train.GradientDescentOptimizer(0.1))
+    update = model_pruning.Pruning("threshold_method=exact,pruning_frequency=1,"
+                                   "sparsity_function_end_step=10").conditional_mask_update_op()
+    final_loss = model_pruning.train(train_op, sys.argv[1], update, number_of_steps=20,
+                                     save_summaries_secs=10000, save_interval_secs=10000)
+    sparsity = tf.compat.v1.train.load_checkpoint(sys.argv[1]).get_tensor("conv1/mask")
+    print("RESULT", type(final_loss).__name__, float(final_loss), 1 - sparsity.mean())
+""")
+
+
+def test_slim_train_wrapper_runs_and_returns_the_loss(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SLIM_TRAIN_SCRIPT, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    loss_type, loss, sparsity = result.stdout.split("RESULT")[1].split()
+    assert loss_type in ("float", "float32") and np.isfinite(float(loss))
+    np.testing.assert_allclose(float(sparsity), 0.5, atol=0.01)
+
+
+def test_slim_train_wrapper_explains_eager_mode(tmp_path):
+    with pytest.raises(RuntimeError, match="disable_eager_execution"):
+        model_pruning.train(tf.constant(0.0), str(tmp_path), tf.no_op())
