@@ -11,6 +11,7 @@ and `RNNCell`, the classes `tf.compat.v1.nn.rnn_cell` used to give.
 
 import tensorflow as tf
 import tf_slim as slim
+from tensorflow.python.eager import context as _eager_context
 from tensorflow.python.framework import ops as _tf_ops
 from tensorflow.python.ops import rnn_cell_impl as _rnn_cell_impl
 from tensorflow.python.ops.variables import PartitionedVariable  # noqa: F401  (re-exported)
@@ -27,6 +28,15 @@ DropoutWrapper = _rnn_cell_impl.DropoutWrapper
 def is_partitioned(variable):
     """True for a variable split by a partitioner (`tf.compat.v1.fixed_size_partitioner` etc.)."""
     return isinstance(variable, PartitionedVariable)
+
+
+def eager_execution_is_global():
+    """True unless `tf.compat.v1.disable_eager_execution()` was called.
+
+    `tf.executing_eagerly()` is False inside `with tf.Graph().as_default()` even when the
+    program runs eagerly, which is the case slim.learning.train's supervisor cannot handle.
+    """
+    return _eager_context.default_execution_mode == _eager_context.EAGER_MODE
 
 
 def _restore_ops_tensor_alias():

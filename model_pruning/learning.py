@@ -1,7 +1,8 @@
 """`train`: tf-slim's training loop with a mask update after every step."""
 
-import tensorflow as tf
 import tf_slim as slim
+
+from model_pruning import compat
 
 _USE_DEFAULT = 0
 
@@ -24,7 +25,7 @@ def train(train_op, logdir, mask_update_op, train_step_fn=slim.learning.train_st
     Raises:
       RuntimeError: if eager execution is enabled.
     """
-    if tf.executing_eagerly():
+    if compat.eager_execution_is_global():
         raise RuntimeError(
             "model_pruning.train, like slim.learning.train, needs graph mode: call "
             "tf.compat.v1.disable_eager_execution() when the program starts")

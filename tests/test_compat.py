@@ -36,7 +36,15 @@ COMPAT_IMPORTS = sorted(private_tensorflow_imports(PACKAGE_DIR / "compat.py"))
 def test_compat_holds_the_private_imports_it_is_known_for():
     assert {("tensorflow.python.ops.variables", "PartitionedVariable"),
             ("tensorflow.python.ops", "rnn_cell_impl"),
-            ("tensorflow.python.framework", "ops")} <= set(COMPAT_IMPORTS)
+            ("tensorflow.python.framework", "ops"),
+            ("tensorflow.python.eager", "context")} <= set(COMPAT_IMPORTS)
+
+
+def test_eager_execution_is_global_inside_a_graph_context():
+    from model_pruning import compat
+    with tf.Graph().as_default():
+        assert not tf.executing_eagerly()
+        assert compat.eager_execution_is_global()
 
 
 @pytest.mark.parametrize("module, name", COMPAT_IMPORTS,
