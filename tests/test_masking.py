@@ -18,9 +18,8 @@ from model_pruning.masking import masking_scope
 from model_pruning.warm_start import warm_start_from_dense_checkpoint
 
 # Grappler re-fuses kernels once weights are constants; without it outputs are bit-identical.
-NO_REWRITES = tf.compat.v1.ConfigProto(
-    graph_options=tf.compat.v1.GraphOptions(
-        rewrite_options=tf.compat.v1.RewriterConfig(disable_meta_optimizer=True)))
+NO_REWRITES = tf.compat.v1.ConfigProto()
+NO_REWRITES.graph_options.rewrite_options.disable_meta_optimizer = True
 
 
 def vgg_16(images):
