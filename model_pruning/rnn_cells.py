@@ -6,9 +6,10 @@
 `<cell scope>/gates/...` and `<cell scope>/candidate/...` for the GRU. Only those kernels are
 masked; biases, peephole weights and the LSTM projection are not. The cells run with
 `tf.compat.v1.nn.static_rnn`, `dynamic_rnn` and `bidirectional_dynamic_rnn`, and stack and wrap
-with `compat.MultiRNNCell` and `compat.DropoutWrapper`:
+with `MultiRNNCell` and `DropoutWrapper`, re-exported here because TF 2.21's
+`tf.compat.v1.nn.rnn_cell.*` raise "not available with Keras 3":
 
-    cell = compat.MultiRNNCell([MaskedLSTMCell(256), MaskedLSTMCell(256)])
+    cell = rnn_cells.MultiRNNCell([MaskedLSTMCell(256), MaskedLSTMCell(256)])
     outputs, state = tf.compat.v1.nn.dynamic_rnn(cell, inputs, dtype=tf.float32)
 """
 
@@ -17,6 +18,7 @@ import contextlib
 import tensorflow as tf
 
 from model_pruning import compat, pruning
+from model_pruning.compat import DropoutWrapper, LSTMStateTuple, MultiRNNCell  # noqa: F401
 
 
 class _MaskedKernels:
