@@ -17,7 +17,7 @@ import re
 
 import tensorflow as tf
 
-from model_pruning import compat, pruning_utils
+from model_pruning import compat, pruning_utils, taylor
 from model_pruning.hparams import HParams
 from model_pruning.schedule import sparsity_at_step
 
@@ -29,6 +29,7 @@ WEIGHT_COLLECTION = "kernel"
 MASKED_WEIGHT_NAME = "weights/masked_weight"
 
 THRESHOLD_METHODS = ("histogram", "exact")
+CRITERIA = ("magnitude", "taylor")
 
 
 def get_pruning_hparams():
@@ -52,6 +53,12 @@ def get_pruning_hparams():
     use_tpu: build the histogram CDF without scatter ops.
     threshold_method: `histogram` (one pass, approximate) or `exact` (exactly
       round(n * (1 - sparsity)) weights kept, ties broken by position; ignores threshold_decay).
+    criterion: what ranks the weights: `magnitude` (|w|, pooled over blocks) or `taylor`
+      (whole output channels ranked by their first-order Taylor score, see `taylor`; needs
+      `Pruning.add_taylor_scores(loss)`; block dims do not apply).
+    criterion_map: `regex:magnitude` or `regex:taylor` entries giving matching weights their
+      own criterion.
+    taylor_decay: the Taylor scores are averaged as d * score + (1 - d) * batch score.
     """
     return HParams(
         name="model_pruning",
@@ -73,6 +80,9 @@ def get_pruning_hparams():
         sparsity_function_exponent=3.0,
         use_tpu=False,
         threshold_method="histogram",
+        criterion="magnitude",
+        criterion_map=[""],
+        taylor_decay=0.9,
     )
 
 
@@ -201,6 +211,19 @@ def _parse_block_dims_map(entries):
     return parsed
 
 
+def _parse_criterion_map(entries):
+    parsed = {}
+    for entry in entries:
+        if not entry:
+            continue
+        pattern, criterion = _split_map_entry(entry, "criterion_map", "|".join(CRITERIA))
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion_map entry {entry!r}: criterion must be one of "
+                             f"{', '.join(CRITERIA)}, got {criterion!r}")
+        parsed[pattern] = criterion
+    return parsed
+
+
 def _single_match(pattern_map, name, hparam):
     """The value of the one entry whose regex is found in `name`, or None."""
     matches = [value for pattern, value in pattern_map.items() if pattern.search(name)]
@@ -228,6 +251,8 @@ class Pruning:
         self._block_dims_map = _parse_block_dims_map(self._spec.block_dims_map)
         self._block_dims = [self._spec.block_height, self._spec.block_width]
         self._block_pooling_function = self._spec.block_pooling_function
+        self._criterion_map = _parse_criterion_map(self._spec.criterion_map)
+        self._taylor_scores = {}
         self._do_not_prune = [_compile_pattern(p, "do_not_prune")
                               for p in self._spec.do_not_prune if p]
         self._external_sparsity = sparsity is not None
@@ -273,6 +298,11 @@ class Pruning:
         if spec.threshold_method not in THRESHOLD_METHODS:
             raise ValueError(f"threshold_method must be one of {', '.join(THRESHOLD_METHODS)}, "
                              f"got {spec.threshold_method!r}")
+        if spec.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, "
+                             f"got {spec.criterion!r}")
+        if not 0.0 <= spec.taylor_decay < 1.0:
+            raise ValueError(f"taylor_decay must be in [0, 1), got {spec.taylor_decay}")
 
     def _setup_global_step(self, global_step):
         if global_step is None:
@@ -329,6 +359,10 @@ class Pruning:
         dims = _single_match(self._block_dims_map, weight_name, "block_dims_map")
         return dims if dims is not None else self._block_dims
 
+    def _get_criterion(self, weight_name):
+        criterion = _single_match(self._criterion_map, weight_name, "criterion_map")
+        return criterion or self._spec.criterion
+
     def _is_excluded(self, weight, mask):
         names = (_name_of(weight), _name_of(mask))
         return any(p.search(n) for p in self._do_not_prune for n in names)
@@ -340,13 +374,25 @@ class Pruning:
             scores, sparsity, self._spec.nbins, previous_threshold,
             self._spec.threshold_decay, self._spec.use_tpu)
 
+    def _taylor_keep(self, weights, sparsity, threshold, weight_name):
+        """Keeps whole output channels (the last axis) of `weights` by their Taylor scores."""
+        score = self._taylor_scores.get(weight_name)
+        if score is None:
+            raise ValueError(f"{weight_name} uses the taylor criterion: call "
+                             "Pruning.add_taylor_scores(loss) before building the mask update op")
+        new_threshold, keep = self._threshold_and_keep(score.read_value(), sparsity, threshold)
+        return new_threshold, tf.broadcast_to(keep, tf.shape(weights))
+
     def _maybe_update_block_mask(self, weights, threshold, weight_name=None):
-        """The new (threshold, mask) of one weight tensor, element-wise or by blocks."""
+        """The new (threshold, mask) of one weight tensor: element-wise, by blocks, or by whole
+        output channels for the taylor criterion."""
         weight_name = weight_name or weights.op.name
         sparsity = self._get_sparsity(weight_name)
         scores = tf.abs(weights)
         block_dims = self._get_block_dims(weight_name)
-        if block_dims == [1, 1] or weights.get_shape().ndims < 2:
+        if self._get_criterion(weight_name) == "taylor":
+            new_threshold, keep = self._taylor_keep(weights, sparsity, threshold, weight_name)
+        elif block_dims == [1, 1] or weights.get_shape().ndims < 2:
             new_threshold, keep = self._threshold_and_keep(scores, sparsity, threshold)
         else:
             matrix = pruning_utils.as_matrix(scores)
@@ -413,6 +459,43 @@ class Pruning:
             is_due = self._read_last_update_step() + spec.pruning_frequency <= self._global_step
             should_update = tf.logical_and(in_range, is_due)
         return tf.cond(should_update, self.mask_update_op, tf.no_op)
+
+    def add_taylor_scores(self, loss):
+        """Creates the Taylor scores of the weights pruned by the taylor criterion and returns
+        the op that adds one batch to them.
+
+        Call it before building the mask update op, and run the op with every training step:
+
+            train_op = tf.group(train_op, pruning.add_taylor_scores(loss))
+            mask_update_op = pruning.conditional_mask_update_op()
+
+        Each score is the variable `<mask scope>/taylor_score`, one float per output channel of
+        the Conv2D, Conv3D or MatMul that uses the masked weight as kernel (see `taylor`).
+        Cost per step: the op has its own `tf.gradients` of `loss` with respect to those layer
+        outputs, a second backward pass from the loss down to the lowest scored layer (without
+        weight gradients), unless grappler merges it with the optimizer's; then one product and
+        one mean over each scored activation. State: one float per output channel.
+
+        Args:
+          loss: the scalar loss the model is trained on.
+        Returns:
+          The score update op.
+        Raises:
+          ValueError: if no weight uses the taylor criterion, or a scored weight is not the
+            kernel of exactly one Conv2D, Conv3D or MatMul.
+        """
+        layers = [(masked, _name_of(mask).rpartition("/")[0], _name_of(weight))
+                  for weight, mask, masked in zip(get_weights(), get_masks(), get_masked_weights())
+                  if not self._is_excluded(weight, mask)
+                  and self._get_criterion(_name_of(weight)) == "taylor"]
+        if not layers:
+            raise ValueError("No masked weight uses the taylor criterion: set criterion=taylor "
+                             "or criterion_map=[<regex>:taylor]")
+        with tf.name_scope(self._spec.name):
+            scores, update = taylor.score_update_op(
+                loss, [(masked, scope) for masked, scope, _ in layers], self._spec.taylor_decay)
+        self._taylor_scores.update(zip([name for _, _, name in layers], scores))
+        return update
 
     def add_pruning_summaries(self):
         """Scalar summaries under `<name>_summaries/`: the schedule, the step, each mask's sparsity

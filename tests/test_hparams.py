@@ -109,4 +109,5 @@ def test_pruning_hparams_defaults():
         "block_height": 1, "block_width": 1, "block_pooling_function": "AVG",
         "initial_sparsity": 0.0, "target_sparsity": 0.5, "sparsity_function_begin_step": 0,
         "sparsity_function_end_step": 100, "sparsity_function_exponent": 3.0,
-        "use_tpu": False, "threshold_method": "histogram"}
+        "use_tpu": False, "threshold_method": "histogram", "criterion": "magnitude",
+        "criterion_map": [""], "taylor_decay": 0.9}
