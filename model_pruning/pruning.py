@@ -410,8 +410,10 @@ class Pruning:
         partitioned = compat.is_partitioned(weight)
         values = weight.as_tensor() if partitioned else tf.convert_to_tensor(weight)
         with tf.name_scope(weight_name + "_pruning_ops"):
-            total = tf.reduce_sum(tf.cast(tf.abs(values), tf.float64 if values.dtype == tf.float64
-                                          else tf.float32))
+            # Any NaN or Inf makes the plain sum non-finite, and it reads the weight once
+            # without writing |w|; 16-bit weights are summed in float32 so it cannot overflow.
+            total = tf.reduce_sum(values if values.dtype.base_dtype in (tf.float32, tf.float64)
+                                  else tf.cast(values, tf.float32))
             finite = tf.debugging.Assert(
                 tf.math.is_finite(total),
                 [f"Cannot update the pruning mask of {weight_name}: the weight holds NaN or Inf"])

@@ -32,8 +32,13 @@ _KEY_DTYPES = {
     tf.float32: tf.int32,
     tf.float64: tf.int64,
 }
-# 16-bit digits: float32 needs two passes, float16 one, float64 four.
+# At most 16-bit digits: float32 needs two passes, float16 one, float64 four.
 _RADIX_BITS = 16
+# After the first pass the keys left in the selected bucket are gathered when they are at
+# most 1/_GATHER_FRACTION of all (so the gathered copy and its indices stay small).
+_GATHER_FRACTION = 8
+# Tie breaking ranks tied entries within blocks of this many.
+_TIE_BLOCK = 4096
 
 
 def _variable_scope(scope):
@@ -145,40 +150,119 @@ def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, de
     bins_below = tf.reduce_sum(tf.cast(cdf <= tf.cast(sparsity, tf.float32), tf.float32))
     current = bins_below / nbins * top
     smoothed = (1.0 - decay) * current + decay * tf.cast(previous_threshold, tf.float32)
-    keep = tf.logical_or(scores32 > smoothed, smoothed <= 0.0)
-    return smoothed, keep
+    # A threshold <= 0 keeps every score: compare against -inf then, in the same single pass.
+    effective = tf.where(smoothed > 0.0, smoothed, float("-inf"))
+    return smoothed, scores32 > effective
+
+
+def _radix_passes(value_bits):
+    """(shift, digit_bits) of each selection pass, most significant digit first."""
+    passes = []
+    while value_bits > 0:
+        digit_bits = min(_RADIX_BITS, value_bits)
+        value_bits -= digit_bits
+        passes.append((value_bits, digit_bits))
+    return passes
+
+
+def _count_digits(digits, num_digits):
+    """How many of `digits` equal each of 0..num_digits-1; larger digits are not counted.
+
+    The raw op, because `tf.math.bincount` spends a pass over the digits on their maximum.
+    """
+    return tf.raw_ops.DenseBincount(input=digits, size=num_digits,
+                                    weights=tf.constant([], tf.int32))
+
+
+def _select_digit(counts, remaining):
+    """The largest digit with at least `remaining` keys at or above it, given the count of
+    each digit (a power of two of them); returns (digit, keys above it, keys at it).
+
+    Works on the counts as a square-ish matrix, row totals first, because a cumulative sum
+    over all 2**16 counts costs about as much as a pass over a million keys.
+    """
+    num_digits = counts.get_shape()[0]
+    cols = 1 << ((num_digits.bit_length() - 1) // 2)
+    matrix = tf.reshape(counts, [num_digits // cols, cols])
+    row_counts = tf.reduce_sum(matrix, axis=1)
+    row, above_row, _ = _select_in_vector(row_counts, remaining)
+    col, above_col, ties = _select_in_vector(matrix[row], remaining - above_row)
+    return row * cols + col, above_row + above_col, ties
+
+
+def _select_in_vector(counts, remaining):
+    """`_select_digit` over one short vector of counts, by a cumulative sum."""
+    at_or_above = tf.cumsum(counts, reverse=True)
+    index = tf.reduce_sum(tf.cast(at_or_above >= remaining, tf.int32)) - 1
+    return index, at_or_above[index] - counts[index], counts[index]
 
 
 def _radix_select(keys, k, value_bits):
-    """The k-th largest of non-negative integer `keys` whose low `value_bits` bits vary.
+    """The k-th largest of non-negative integer `keys` (1 <= k <= n), whose low `value_bits`
+    bits vary, by selecting one digit of it per pass.
 
-    Each pass counts the next `_RADIX_BITS` bits of the keys that share the prefix selected so
-    far, so the cost is a few reads of the keys with no sort and no index tensor.
+    Returns (key, ties, ties_kept): how many keys equal it, and how many of those are among
+    the k largest. A pass counts the next digit of the keys that share the digits selected so
+    far; after the first pass those keys are gathered when they are few, so later passes
+    read far less than n keys.
     """
     key_dtype = keys.dtype
+    size = tf.size(keys)
+    candidates = keys
     prefix = tf.zeros([], key_dtype)
     remaining = k
-    done_bits = 0
-    while done_bits < value_bits:
-        digit_bits = min(_RADIX_BITS, value_bits - done_bits)
-        shift = value_bits - done_bits - digit_bits
+    for pass_index, (shift, digit_bits) in enumerate(_radix_passes(value_bits)):
         num_digits = 1 << digit_bits
-        shifted = tf.bitwise.right_shift(keys, tf.cast(shift, key_dtype))
-        digits = tf.cast(tf.bitwise.bitwise_and(shifted, num_digits - 1), tf.int32)
-        # Keys outside the prefix count in an extra bucket that is never selected.
-        in_prefix = tf.equal(tf.bitwise.right_shift(shifted, tf.cast(digit_bits, key_dtype)),
-                             prefix)
-        counts = tf.math.bincount(tf.where(in_prefix, digits, num_digits),
-                                  minlength=num_digits + 1, maxlength=num_digits + 1)
-        at_or_above = tf.cumsum(counts[:num_digits], reverse=True)
-        # The selected digit is the largest one with at least `remaining` keys at or above it.
-        digit = tf.reduce_sum(tf.cast(at_or_above >= remaining, tf.int32)) - 1
-        remaining -= at_or_above[digit] - counts[digit]
+        digits = tf.bitwise.right_shift(candidates, tf.cast(shift, key_dtype)) if shift \
+            else candidates
+        if pass_index:
+            # A key outside the prefix differs from it in a higher bit, so its digit becomes
+            # >= num_digits and is not counted.
+            digits = tf.bitwise.bitwise_xor(
+                digits, tf.bitwise.left_shift(prefix, tf.cast(digit_bits, key_dtype)))
+        digit, above, ties = _select_digit(_count_digits(digits, num_digits), remaining)
+        remaining -= above
         prefix = tf.bitwise.bitwise_or(
             tf.bitwise.left_shift(prefix, tf.cast(digit_bits, key_dtype)),
             tf.cast(digit, key_dtype))
-        done_bits += digit_bits
-    return prefix
+        if pass_index == 0 and shift:
+            selected = tf.equal(digits, tf.cast(digit, key_dtype))
+            candidates = tf.cond(ties <= size // _GATHER_FRACTION,
+                                 lambda: tf.boolean_mask(keys, selected), lambda: keys)
+    return prefix, ties, remaining
+
+
+def _sort_keys(scores):
+    """The bit patterns of non-negative float `scores` as integers ordered like the values, in
+    a dtype the counting op accepts; and their number of varying bits."""
+    key_dtype = _KEY_DTYPES[scores.dtype.base_dtype]
+    keys = tf.bitcast(scores, key_dtype)
+    if key_dtype == tf.int16:
+        keys = tf.cast(keys, tf.int32)
+    return keys, key_dtype.size * 8 - 1
+
+
+def _first_true(flags, count):
+    """`flags` (a bool vector) with only its first `count` True entries left True.
+
+    Counts per block of _TIE_BLOCK entries and ranks within one block only, instead of a
+    cumulative sum over all entries (one thread, many times slower than a pass).
+    """
+    size = tf.size(flags)
+    num_blocks = (size + _TIE_BLOCK - 1) // _TIE_BLOCK
+    blocks = tf.reshape(tf.pad(flags, [[0, num_blocks * _TIE_BLOCK - size]]),
+                        [num_blocks, _TIE_BLOCK])
+    per_block = tf.reduce_sum(tf.cast(blocks, tf.int32), axis=1)
+    before = tf.cumsum(per_block, exclusive=True)
+    # Blocks that fit entirely are kept whole; block `last` is cut inside.
+    last = tf.minimum(tf.reduce_sum(tf.cast(before + per_block <= count, tf.int32)),
+                      num_blocks - 1)
+    last_block = blocks[last]
+    rank = tf.cumsum(tf.cast(last_block, tf.int32))
+    last_block = tf.logical_and(last_block, rank <= count - before[last])
+    kept = tf.concat([blocks[:last], last_block[tf.newaxis],
+                      tf.zeros_like(blocks[last + 1:])], axis=0)
+    return tf.reshape(kept, [-1])[:size]
 
 
 @functools.lru_cache(maxsize=None)
@@ -188,23 +272,59 @@ def _kth_largest_function(dtype):
     Built once per graph and called with one op per weight, so a model with hundreds of masked
     weights does not add the selection's ops hundreds of times.
     """
-    key_dtype = _KEY_DTYPES[dtype]
 
     @tf.function(input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.int32)],
                  autograph=False)
     def kth_largest_flat(scores, k):
-        keys = tf.bitcast(scores, key_dtype)
-        return tf.bitcast(_radix_select(keys, k, key_dtype.size * 8 - 1), dtype)
+        keys, value_bits = _sort_keys(scores)
+        key = _radix_select(keys, k, value_bits)[0]
+        return tf.bitcast(tf.cast(key, _KEY_DTYPES[dtype]), dtype)
 
     return kth_largest_flat
+
+
+@functools.lru_cache(maxsize=None)
+def _exact_keep_function(dtype):
+    """`exact_threshold_mask` for one float dtype as a graph function over a flat tensor,
+    built once per graph like `_kth_largest_function`."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.int32)],
+                 autograph=False)
+    def exact_keep_flat(scores, k):
+        keys, value_bits = _sort_keys(scores)
+
+        def keep_k():
+            key, ties, ties_kept = _radix_select(keys, k, value_bits)
+            threshold = tf.bitcast(tf.cast(key, _KEY_DTYPES[dtype]), dtype)
+            keep = tf.cond(
+                tf.equal(ties, ties_kept),
+                lambda: keys >= key,
+                lambda: tf.logical_or(keys > key, _first_true(tf.equal(keys, key), ties_kept)))
+            return threshold, keep
+
+        def keep_all():
+            return tf.reduce_min(scores), tf.ones_like(keys, tf.bool)
+
+        def keep_none():
+            return tf.reduce_max(scores), tf.zeros_like(keys, tf.bool)
+
+        size = tf.size(keys)
+        return tf.case([(tf.equal(k, size), keep_all), (tf.equal(k, 0), keep_none)],
+                       default=keep_k, exclusive=True)
+
+    return exact_keep_flat
+
+
+def _check_dtype(dtype):
+    if dtype not in _KEY_DTYPES:
+        raise ValueError(f"Exact thresholds need float16, bfloat16, float32 or float64 scores, "
+                         f"got {dtype.name}")
 
 
 def kth_largest(scores, k):
     """The k-th largest (1 <= k <= n) of non-negative float `scores`, by radix selection."""
     dtype = scores.dtype.base_dtype
-    if dtype not in _KEY_DTYPES:
-        raise ValueError(f"Exact thresholds need float16, bfloat16, float32 or float64 scores, "
-                         f"got {dtype.name}")
+    _check_dtype(dtype)
     return _kth_largest_function(dtype)(tf.reshape(scores, [-1]), tf.cast(k, tf.int32))
 
 
@@ -215,18 +335,10 @@ def exact_threshold_mask(scores, sparsity):
     fill the remaining places. Returns (the k-th largest score, or the largest when k = 0;
     keep).
     """
+    dtype = scores.dtype.base_dtype
+    _check_dtype(dtype)
     flat = tf.reshape(scores, [-1])
-    size = tf.size(flat)
-    k = num_to_keep(size, sparsity)
-    # Selecting the max(k, 1)-th largest avoids a tf.cond, which costs a function graph per
-    # weight; with k = 0 that is the maximum and the final `k > 0` keeps nothing.
-    threshold = kth_largest(flat, tf.maximum(k, 1))
-    above = flat > threshold
-    tied = tf.equal(flat, threshold)
-    places_for_ties = k - tf.reduce_sum(tf.cast(above, tf.int32))
-    tie_rank = tf.cumsum(tf.cast(tied, tf.int32))
-    keep = tf.logical_or(above, tf.logical_and(tied, tie_rank <= places_for_ties))
-    keep = tf.logical_and(keep, k > 0)
+    threshold, keep = _exact_keep_function(dtype)(flat, num_to_keep(tf.size(flat), sparsity))
     return threshold, tf.reshape(keep, tf.shape(scores))
 
 

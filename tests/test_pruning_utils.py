@@ -164,3 +164,23 @@ def test_histogram_zero_threshold_keeps_everything(scores, sparsity):
     (100, 0.5, 50), (100, 0.999, 0), (100, 0.0, 100), (7, 0.5, 4), (10, 1.2, 0)])
 def test_num_to_keep_rounds_and_clips(size, sparsity, expected):
     assert evaluate(lambda: pruning_utils.num_to_keep(size, sparsity)) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("sparsity", [0.3, 0.8])
+def test_exact_mask_breaks_ties_spread_over_many_blocks(dtype, sparsity):
+    # 20011 scores of three values: the cut falls inside a run of ties longer than a tie block.
+    scores = np.random.RandomState(10).randint(0, 3, 20011).astype(dtype)
+    keep = evaluate(lambda: pruning_utils.exact_threshold_mask(tf.constant(scores), sparsity)[1])
+    np.testing.assert_array_equal(keep, numpy_exact_keep(scores, sparsity))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_mask_when_most_scores_share_the_first_digit(dtype):
+    # Values a few ulps apart share their top bits, so the selection reads every key again
+    # instead of gathering the few that share the first digit.
+    scores = np.full(5000, 1.5, dtype)
+    scores[::7] += 4 * np.finfo(dtype).eps
+    scores[::11] += 8 * np.finfo(dtype).eps
+    keep = evaluate(lambda: pruning_utils.exact_threshold_mask(tf.constant(scores), 0.9)[1])
+    np.testing.assert_array_equal(keep, numpy_exact_keep(scores, 0.9))
