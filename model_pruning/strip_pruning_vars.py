@@ -2,11 +2,14 @@
 
     strip_pruning_vars --checkpoint_dir=/tmp/train --output_node_names=logits \\
         [--output_dir=/tmp] [--filename=pruning_stripped.pb] [--checkpoint=PREFIX] \\
-        [--output_format=pb|pbtxt|tflite] [--float16] [--overwrite]
+        [--output_format=pb|pbtxt|tflite] [--float16] [--overwrite] [--shrink]
 
 It prints each masked weight's shape, nonzeros and sparsity, and the size of the dense frozen
 graph and of the stripped graph, raw and gzip-compressed (a stripped GraphDef stores zeros
 densely, so only compression or `--output_format=tflite` makes the file itself smaller).
+With --shrink, output channels whose weights are all masked are removed from the layers
+(`shrink.shrink_graph_def`), and each layer's kernel shape and FLOPs before and after are
+printed.
 The output is written atomically; an existing file is kept unless --overwrite is given.
 """
 
@@ -21,6 +24,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from model_pruning import export
+from model_pruning.shrink import shrink_graph_def
 from model_pruning.strip_pruning_vars_lib import (graph_def_from_checkpoint,
                                                   masked_weight_nodes,
                                                   normalize_node_names,
@@ -53,6 +57,9 @@ def _parser():
                         help="With --output_format=tflite: store the weights as float16.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace an existing output file (otherwise it is an error).")
+    parser.add_argument("--shrink", action="store_true",
+                        help="Remove the output filters and neurons whose weights are all "
+                             "masked, and the matching inputs of the next layer.")
     return parser
 
 
@@ -106,10 +113,34 @@ def layer_table(graph_def):
     if not rows:
         return ["No masked weights were found: the graph was only frozen and reduced to the "
                 "outputs' sub-graph."]
-    header = ("masked weight", "shape", "nonzeros", "sparsity")
-    widths = [max(len(row[i]) for row in rows + [header]) for i in range(4)]
+    return _table(("masked weight", "shape", "nonzeros", "sparsity"), rows)
+
+
+def _table(header, rows):
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
             for row in [header] + rows]
+
+
+def _flops_text(flops):
+    return "?" if flops is None else f"{flops:,}"
+
+
+def shrink_table(layers):
+    """One line per conv or fc layer of `shrink_graph_def`'s report, then the FLOPs totals."""
+    if not layers:
+        return ["No Conv2D or MatMul with a constant kernel: nothing to shrink."]
+    rows = [(layer.name, "x".join(map(str, layer.shape_before)),
+             "x".join(map(str, layer.shape_after)), _flops_text(layer.flops_before),
+             _flops_text(layer.flops_after), layer.note) for layer in layers]
+    lines = _table(("layer", "kernel before", "kernel after", "FLOPs before", "FLOPs after",
+                    "note"), rows)
+    totals = [sum(layer.flops_before for layer in layers if layer.flops_before is not None),
+              sum(layer.flops_after for layer in layers if layer.flops_after is not None)]
+    lines.append(f"FLOPs per example of these layers: {totals[0]:,} before, {totals[1]:,} after "
+                 f"({totals[0] / max(totals[1], 1):.2f}x fewer)")
+    return lines
 
 
 def _size_line(label, data):
@@ -117,8 +148,10 @@ def _size_line(label, data):
 
 
 def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
-                       checkpoint=None, output_format="pb", float16=False, overwrite=False):
-    """Freezes, strips and writes a checkpoint's model; prints the layer table and sizes.
+                       checkpoint=None, output_format="pb", float16=False, overwrite=False,
+                       shrink=False):
+    """Freezes, strips (and with `shrink`, shrinks) and writes a checkpoint's model; prints
+    the layer tables and sizes.
 
     Returns:
       The path of the written file.
@@ -132,16 +165,23 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         raise _exists_error(path)  # before the slow part; write_atomically checks again
     frozen = graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint)
     stripped = strip_pruning_vars_fn(frozen, output_node_names)
+    result = stripped
+    if shrink:
+        result, layers = shrink_graph_def(stripped, output_node_names)
     if output_format == "tflite":
-        data = export.to_tflite(stripped, output_node_names, float16=float16)
+        data = export.to_tflite(result, output_node_names, float16=float16)
     elif output_format == "pbtxt":
-        data = text_format.MessageToString(stripped).encode()
+        data = text_format.MessageToString(result).encode()
     else:
-        data = stripped.SerializeToString()
+        data = result.SerializeToString()
 
     print("\n".join(layer_table(stripped)))
+    if shrink:
+        print("\n".join(shrink_table(layers)))
     print(_size_line("dense frozen graph", frozen.SerializeToString()))
     print(_size_line("stripped graph", stripped.SerializeToString()))
+    if shrink:
+        print(_size_line("shrunk graph", result.SerializeToString()))
     if output_format != "pb":
         print(_size_line(f"{output_format} file", data))
     try:
@@ -163,7 +203,7 @@ def main(argv=None):
         strip_pruning_vars(args.checkpoint_dir, args.output_node_names, args.output_dir,
                            filename, checkpoint=args.checkpoint,
                            output_format=args.output_format, float16=args.float16,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, shrink=args.shrink)
     except (ValueError, FileExistsError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,314 @@
+"""shrink_graph_def and `strip_pruning_vars --shrink`: fully masked output channels leave the
+graph, the outputs stay within 1e-5.
+
+Each chain is a small frozen graph with constant kernels whose `DEAD` output channels are all
+zero, as a stripped graph of a filter-pruned model has them. The biases of dead channels are
+chosen so that some hold zero after the ReLU (removable everywhere) and some a constant
+(folded into a bias or re-created), which is what makes shrinking hard to get right.
+"""
+
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import model_pruning
+from bench.shrink_bench import INPUT, OUTPUT, pruned_cifar10
+from model_pruning import strip_pruning_vars
+from model_pruning.shrink import shrink_graph_def
+from model_pruning.strip_pruning_vars_lib import graph_def_from_checkpoint, strip_pruning_vars_fn
+
+DEAD = [1, 4, 6]  # of 8 channels
+# Bias of each dead channel: 1 and 6 give relu 0, 4 gives the constant 0.3.
+DEAD_BIASES = {1: -0.2, 4: 0.3, 6: -0.05}
+ZERO_AFTER_RELU = [1, 6]
+
+
+def kernel(shape, seed, dead=()):
+    """A random kernel whose output channels `dead` are all zero (pruned filters)."""
+    value = np.random.RandomState(seed).randn(*shape).astype(np.float32) * 0.3
+    value[..., list(dead)] = 0.0
+    return value
+
+
+def bias(channels, seed, dead_biases=None):
+    value = np.random.RandomState(seed).uniform(-0.5, 0.5, channels).astype(np.float32)
+    for channel, dead_bias in (dead_biases or {}).items():
+        value[channel] = dead_bias
+    return value
+
+
+def conv(x, channels, seed, size=3, padding="SAME", dead=()):
+    return tf.nn.conv2d(x, kernel([size, size, x.shape[-1], channels], seed, dead), 1, padding)
+
+
+def pruned_conv(x, seed=1):
+    """conv (8 filters, DEAD ones masked) + bias: the layer the tests shrink."""
+    return tf.nn.bias_add(conv(x, 8, seed, dead=DEAD), bias(8, seed, DEAD_BIASES))
+
+
+def dense(x, units, seed, dead=()):
+    return tf.matmul(x, kernel([x.shape[-1], units], seed, dead))
+
+
+def frozen_graph(build, input_shape):
+    """The GraphDef of `build(input)`, output node `output`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, *input_shape], name="input")
+        tf.identity(build(inputs), name="output")
+    return graph.as_graph_def()
+
+
+def run(graph_def, inputs, input_name="input", output_name="output"):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(output_name + ":0", {input_name + ":0": inputs})
+
+
+def shrink_and_check(build, input_shape=(8, 8, 3)):
+    """Shrinks `build`'s graph, checks the outputs agree, returns {layer name: LayerShrink}."""
+    graph_def = frozen_graph(build, input_shape)
+    shrunk, layers = shrink_graph_def(graph_def, ["output"])
+    inputs = np.random.RandomState(0).rand(4, *input_shape).astype(np.float32)
+    expected = run(graph_def, inputs)
+    np.testing.assert_allclose(run(shrunk, inputs), expected, rtol=0, atol=1e-5)
+    assert np.abs(expected).max() > 0.1  # the comparison is not between tiny numbers
+    return {layer.name: layer for layer in layers}
+
+
+def test_padded_conv_gets_constant_channels_back_and_loses_zero_ones():
+    layers = shrink_and_check(lambda x: conv(tf.nn.relu(pruned_conv(x)), 5, seed=2))
+    assert layers["Conv2D"].shape_after == [3, 3, 3, 5]
+    # Channel 4 holds relu(0.3) everywhere, which a padded conv sees only partly at the
+    # borders: it is re-created as a constant. Channels 1 and 6 are zero: removed.
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
+    assert "1 channel re-created as constants before Conv2D_1" in layers["Conv2D"].note
+    assert layers["Conv2D"].flops_after == 2 * 8 * 8 * 3 * 3 * 3 * 5
+
+
+@pytest.mark.parametrize("size, padding", [(3, "VALID"), (1, "SAME")])
+def test_constant_channels_fold_into_the_next_bias(size, padding):
+    layers = shrink_and_check(lambda x: tf.nn.bias_add(
+        conv(tf.nn.relu(pruned_conv(x)), 5, seed=2, size=size, padding=padding),
+        bias(5, seed=3)))
+    assert layers["Conv2D_1"].shape_after == [size, size, 8 - len(DEAD), 5]
+    assert "removed 3 of 8 input rows fed by Conv2D" in layers["Conv2D_1"].note
+
+
+def test_consumer_without_bias_gets_constant_channels_back():
+    layers = shrink_and_check(
+        lambda x: conv(tf.nn.relu(pruned_conv(x)), 5, seed=2, padding="VALID"))
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
+
+
+def test_fc_chain_folds_constant_neurons_into_the_next_bias():
+    def build(x):
+        hidden = tf.nn.relu(dense(x, 8, seed=1, dead=DEAD) + bias(8, 1, DEAD_BIASES))
+        hidden = tf.nn.relu6(dense(hidden, 6, seed=2, dead=[0, 5]) + bias(6, 2, {0: 7.0}))
+        return dense(hidden, 3, seed=3) + bias(3, 3)
+
+    layers = shrink_and_check(build, input_shape=(10,))
+    assert [layer.shape_after for layer in layers.values()] == [[10, 5], [5, 4], [4, 3]]
+    assert [layer.flops_after for layer in layers.values()] == [100, 40, 24]
+
+
+def test_flatten_into_fc_removes_every_position_of_a_channel():
+    def build(x):
+        pooled = tf.nn.max_pool2d(tf.nn.relu(pruned_conv(x)), 2, 2, "SAME")
+        return dense(tf.reshape(pooled, [-1, 4 * 4 * 8]), 6, seed=2) + bias(6, seed=3)
+
+    layers = shrink_and_check(build)
+    assert layers["MatMul"].shape_after == [4 * 4 * (8 - len(DEAD)), 6]
+    assert "removed 48 of 128 input rows fed by Conv2D" in layers["MatMul"].note
+
+
+def test_batch_norm_pooling_and_elementwise_constants_are_followed():
+    def build(x):
+        channels = 8
+        rng = np.random.RandomState(5)
+        normalized, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            conv(x, channels, seed=1, dead=DEAD),
+            scale=rng.uniform(0.5, 2, channels).astype(np.float32),
+            offset=np.float32([0.1, -0.3, 0.2, 0.0, 0.4, 0.1, 0.05, -0.1]),
+            mean=rng.uniform(-0.2, 0.2, channels).astype(np.float32),
+            variance=rng.uniform(0.5, 2, channels).astype(np.float32), is_training=False)
+        net = tf.nn.relu(normalized)
+        net = tf.nn.avg_pool2d(net, 3, 2, "SAME")
+        net = tf.identity(net * rng.uniform(0.5, 2, channels).astype(np.float32) - 0.05)
+        net = tf.nn.max_pool2d(tf.nn.relu6(net), 2, 1, "VALID")
+        return tf.nn.bias_add(conv(net, 4, seed=2, padding="VALID"), bias(4, seed=3))
+
+    layers = shrink_and_check(build)
+    assert layers["Conv2D"].shape_after == [3, 3, 3, 5]
+    assert layers["Conv2D_1"].shape_after == [3, 3, 5, 4]
+
+
+def test_lrn_keeps_window_positions_of_removed_channels():
+    """Dropping a zero channel before LRN would pull a farther channel into each window;
+    shrink computes the same sums over the original positions."""
+    live = [c for c in range(8) if c not in DEAD]
+
+    def features(x):  # every dead channel is zero after the ReLU
+        return tf.nn.relu(tf.nn.bias_add(conv(x, 8, seed=1, dead=DEAD),
+                                         bias(8, 1, {c: -1.0 for c in DEAD})))
+
+    def lrn(x):
+        return tf.nn.lrn(x, depth_radius=2, bias=1.0, alpha=0.5, beta=0.75)
+
+    layers = shrink_and_check(lambda x: conv(lrn(features(x)), 2, seed=2))
+    assert layers["Conv2D"].shape_after == [3, 3, 3, 5]
+    assert layers["Conv2D_1"].shape_after == [3, 3, 5, 2]
+    shrunk = shrink_graph_def(frozen_graph(lambda x: conv(lrn(features(x)), 2, seed=2),
+                                           (8, 8, 3)), "output").graph_def
+    assert "LRN" not in {node.op for node in shrunk.node}
+    # The naive shrink would really change the outputs:
+    inputs = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
+    naive = run(frozen_graph(lambda x: lrn(tf.gather(features(x), live, axis=3)), (8, 8, 3)),
+                inputs)
+    exact = run(frozen_graph(lambda x: tf.gather(lrn(features(x)), live, axis=3), (8, 8, 3)),
+                inputs)
+    assert np.abs(naive - exact).max() > 1e-3
+
+
+def test_lrn_re_creates_constant_channels_and_drops_zero_ones():
+    """Twice in a row: the second LRN reads the rewritten first one."""
+    lrn = dict(depth_radius=2, bias=1.0, alpha=0.5, beta=0.75)
+    layers = shrink_and_check(lambda x: tf.nn.bias_add(
+        conv(tf.nn.lrn(tf.nn.lrn(tf.nn.relu(pruned_conv(x)), **lrn), **lrn), 5, seed=2),
+        bias(5, seed=3)))
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
+    assert "1 channel re-created as constants at LRN (LRN" in layers["Conv2D"].note
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda x: tf.concat([tf.nn.relu(pruned_conv(x)), x], axis=3),
+     "concat (ConcatV2) is not an op shrink understands"),
+    (lambda x: tf.add_n([conv(net, 4, seed) for net in [tf.nn.relu(pruned_conv(x))]
+                         for seed in (2, 3)]),
+     "Relu:0 feeds 2 ops (Conv2D_1, Conv2D_2)"),
+    (lambda x: tf.nn.relu(tf.nn.bias_add(conv(x, 8, seed=1, dead=range(8)), bias(8, 1))),
+     "every output channel is masked"),
+], ids=["unknown op", "fan out", "all masked"])
+def test_unknown_patterns_keep_the_layer_dense(build, reason):
+    layers = shrink_and_check(build)
+    assert layers["Conv2D"].shape_after == layers["Conv2D"].shape_before
+    assert "kept dense" in layers["Conv2D"].note and reason in layers["Conv2D"].note
+
+
+def test_a_layer_whose_output_is_a_graph_output_stays_dense():
+    graph_def = frozen_graph(pruned_conv, (8, 8, 3))
+    graph_def = shrink_graph_def(graph_def, ["BiasAdd"])
+    assert "kept dense" in graph_def.layers[0].note
+    assert "BiasAdd is a graph output" in graph_def.layers[0].note
+
+
+def test_shrink_needs_a_stripped_graph_and_existing_outputs():
+    graph = tf.Graph()
+    with graph.as_default():
+        weights = tf.constant(kernel([4, 4], seed=0))
+        with tf.compat.v1.variable_scope("fc"):
+            mask = tf.constant(np.ones([4, 4], np.float32))
+            masked = tf.multiply(mask, weights, name="weights/masked_weight")
+        tf.identity(masked, name="output")
+    with pytest.raises(ValueError, match="still computes mask \\* weight: strip it first"):
+        shrink_graph_def(graph.as_graph_def(), ["output"])
+    with pytest.raises(ValueError, match="Output node 'logits' is not in the graph"):
+        shrink_graph_def(frozen_graph(pruned_conv, (8, 8, 3)), ["logits"])
+
+
+def randomize_biases(graph_def, seed):
+    """A copy of `graph_def` whose `.../biases` constants are uniform in [-0.3, 0.3]: pruned
+    channels then hold constants of both signs, as after training."""
+    rng = np.random.RandomState(seed)
+    result = tf.compat.v1.GraphDef()
+    result.CopyFrom(graph_def)
+    for node in result.node:
+        if node.op == "Const" and node.name.endswith("/biases"):
+            shape = tf.make_ndarray(node.attr["value"].tensor).shape
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(
+                rng.uniform(-0.3, 0.3, shape).astype(np.float32)))
+    return result
+
+
+@pytest.fixture(scope="module")
+def cifar10_graphs():
+    return pruned_cifar10()
+
+
+def test_cifar10_with_half_the_filters_pruned_shrinks_to_half_the_channels(cifar10_graphs):
+    frozen, stripped = cifar10_graphs
+    shrunk, layers = shrink_graph_def(stripped, [OUTPUT])
+    assert {layer.name: layer.shape_after for layer in layers} == {
+        "conv1/Conv2D": [5, 5, 3, 32],
+        "conv2/Conv2D": [5, 5, 32, 32],  # conv1's biases are 0: its pruned channels are zero
+        # conv2's biases are 0.1: after LRN its pruned channels depend on the input.
+        "local3/MatMul": [6 * 6 * 64, 192],
+        "local4/MatMul": [192, 96],
+        "softmax_linear/MatMul": [96, 10],
+    }
+    images = np.random.RandomState(0).rand(16, 24, 24, 3).astype(np.float32)
+    masked_model = run(frozen, images, INPUT, OUTPUT)
+    np.testing.assert_allclose(run(shrunk, images, INPUT, OUTPUT), masked_model, atol=1e-5)
+    assert sum(layer.flops_before for layer in layers) > 3 * sum(
+        layer.flops_after for layer in layers)
+
+
+def test_cifar10_with_trained_like_biases_keeps_its_outputs(cifar10_graphs):
+    _, stripped = cifar10_graphs
+    stripped = randomize_biases(stripped, seed=1)
+    shrunk, layers = shrink_graph_def(stripped, [OUTPUT])
+    assert [layer.shape_after[-1] for layer in layers] == [32, 32, 192, 96, 10]
+    assert all(after[-2] < before[-2] for before, after in
+               ((layer.shape_before, layer.shape_after) for layer in layers[1:]))
+    images = np.random.RandomState(0).rand(16, 24, 24, 3).astype(np.float32)
+    np.testing.assert_allclose(run(shrunk, images, INPUT, OUTPUT),
+                               run(stripped, images, INPUT, OUTPUT), atol=1e-5)
+
+
+def save_filter_pruned_checkpoint(directory):
+    """conv -> fc -> logits with half of the conv filters and fc neurons masked, saved."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(0)
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 3], name="input")
+        net = model_pruning.masked_conv2d(inputs, 8, [3, 3], scope="conv")
+        net = model_pruning.masked_fully_connected(tf.reshape(net, [-1, 8 * 8 * 8]), 6,
+                                                   scope="fc")
+        net = model_pruning.masked_fully_connected(net, 2, activation_fn=None, scope="logits")
+        tf.identity(net, name="output")
+        hparams = model_pruning.get_pruning_hparams().parse(
+            "threshold_method=exact,block_height=-1,block_width=1,do_not_prune=[logits]")
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        update = model_pruning.Pruning(hparams, global_step=global_step,
+                                       sparsity=tf.constant(0.5)).mask_update_op()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(update)
+            tf.compat.v1.train.Saver().save(session, os.path.join(directory, "model.ckpt"))
+
+
+def test_cli_shrink_reports_shapes_and_flops_and_writes_the_shrunk_graph(tmp_path, capsys):
+    save_filter_pruned_checkpoint(str(tmp_path / "train"))
+    assert strip_pruning_vars.main([f"--checkpoint_dir={tmp_path / 'train'}",
+                                    "--output_node_names=output", f"--output_dir={tmp_path}",
+                                    "--shrink"]) == 0
+    out = capsys.readouterr().out
+    for line in [r"conv/convolution +3x3x3x8 +3x3x3x4 +27,648 +13,824 +removed 4 of 8 output "
+                 r"channels",
+                 r"fc/MatMul +512x6 +256x3 +6,144 +1,536 +removed 3 of 6 output channels; "
+                 r"removed 256 of 512 input rows fed by conv/convolution",
+                 r"logits/MatMul +6x2 +3x2 +24 +12 +removed 3 of 6 input rows fed by fc/MatMul; "
+                 r"no output channel is fully masked",
+                 r"FLOPs per example of these layers: 33,816 before, 15,372 after \(2.20x fewer\)",
+                 r"shrunk graph: [\d,]+ bytes, [\d,]+ bytes gzip-compressed"]:
+        assert re.search(f"^{line}$", out, re.M), line
+    written = tf.compat.v1.GraphDef.FromString((tmp_path / "pruning_stripped.pb").read_bytes())
+    stripped = strip_pruning_vars_fn(graph_def_from_checkpoint(str(tmp_path / "train"),
+                                                               ["output"]), ["output"])
+    inputs = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
+    np.testing.assert_allclose(run(written, inputs), run(stripped, inputs), atol=1e-5)
