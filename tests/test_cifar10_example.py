@@ -15,14 +15,16 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from examples.cifar10 import cifar10_eval, cifar10_input, cifar10_train, digits_data, flags
+from examples.cifar10 import (cifar10_eval, cifar10_input, cifar10_pruning, cifar10_train,
+                              digits_data, flags)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRUNING_HPARAMS = (
     "name=cifar10_pruning,begin_pruning_step=10,end_pruning_step=30,target_sparsity=0.5,"
     "sparsity_function_begin_step=10,sparsity_function_end_step=20,pruning_frequency=5,"
     "threshold_method=exact")
-MASKS = ("conv1/mask", "conv2/mask", "local3/mask", "local4/mask", "softmax_linear/mask")
+LAYERS = ("conv1", "conv2", "local3", "local4", "softmax_linear")
+MASKS = tuple(layer + "/mask" for layer in LAYERS)
 
 
 def _random_records(num_records, seed=0):
@@ -140,6 +142,18 @@ def test_find_data_prefers_cifar10_files_and_falls_back_to_digits(tmp_path):
         cifar10_input.find_data(str(tmp_path / "cifar"))
 
 
+def test_model_keeps_contribs_variable_and_node_names():
+    with tf.Graph().as_default() as graph:
+        logits = cifar10_pruning.inference(tf.compat.v1.placeholder(tf.float32, [None, 24, 24, 3]))
+        variables = {v.op.name for v in tf.compat.v1.global_variables()}
+    assert logits.op.name == cifar10_pruning.LOGITS_NODE
+    assert logits.get_shape().as_list() == [None, cifar10_input.NUM_CLASSES]
+    assert variables == {f"{layer}/{name}" for layer in LAYERS
+                         for name in ("weights", "biases", "mask", "threshold")}
+    for layer in LAYERS:
+        assert graph.get_operation_by_name(f"{layer}/weights/masked_weight").type == "Mul"
+
+
 @pytest.mark.parametrize("argv, expected", [
     ([], False),
     (["--log_device_placement=False"], False),
@@ -211,3 +225,16 @@ def test_eval_prints_precision_and_each_layers_sparsity(trained):
     sparsity = dict(re.findall(r"(\S+/mask) sparsity = ([\d.]+)", output))
     assert sorted(sparsity) == sorted(MASKS)
     assert all(float(value) == 0.5 for value in sparsity.values())
+
+
+def test_exported_checkpoint_strips_to_a_sparse_tflite_model(trained):
+    root, _, _, _ = trained
+    export_dir, output_dir = root / "export", root / "stripped"
+    _run("examples.cifar10.cifar10_export", f"--checkpoint_dir={root / 'train'}",
+         f"--export_dir={export_dir}")
+    output = _run("model_pruning.strip_pruning_vars", f"--checkpoint_dir={export_dir}",
+                  f"--output_node_names={cifar10_pruning.LOGITS_NODE}",
+                  f"--output_dir={output_dir}", "--output_format=tflite")
+    table = dict(re.findall(r"(\S+)/weights/masked_weight\s.*\s([\d.]+)%", output))
+    assert table == {layer: "50.00" for layer in LAYERS}
+    assert os.path.getsize(output_dir / "pruning_stripped.tflite") > 0
