@@ -276,5 +276,6 @@ def test_taylor_needs_the_weight_to_be_a_conv_or_matmul_kernel():
         loss = tf.reduce_sum(tf.sigmoid(masked))
         pruning = model_pruning.Pruning("criterion=taylor")
         with pytest.raises(ValueError, match=r"gate/weights/masked_weight to be the kernel of "
-                                             r"exactly one Conv2D.*consumers are: Sigmoid \(Sigmoid\)"):
+                                             r"exactly one Conv2D.*consumers are: "
+                                             r"Sigmoid \(Sigmoid\)"):
             pruning.add_taylor_scores(loss)
