@@ -475,8 +475,10 @@ class Pruning:
         the Conv2D, Conv3D or MatMul that uses the masked weight as kernel (see `taylor`).
         Cost per step: the op has its own `tf.gradients` of `loss` with respect to those layer
         outputs, a second backward pass from the loss down to the lowest scored layer (without
-        weight gradients), unless grappler merges it with the optimizer's; then one product and
-        one mean over each scored activation. State: one float per output channel.
+        weight gradients; grappler does not merge it with the optimizer's), then one product
+        and one mean over each scored activation: a cifar10 example step at batch 128 took
+        1.5x as long with it. Scores only matter at mask updates, so running the op only on
+        the last few steps before each update cuts that. State: one float per output channel.
 
         Args:
           loss: the scalar loss the model is trained on.
