@@ -201,10 +201,10 @@ def test_unknown_patterns_keep_the_layer_dense(build, reason):
 
 
 def test_a_layer_whose_output_is_a_graph_output_stays_dense():
-    graph_def = frozen_graph(pruned_conv, (8, 8, 3))
-    graph_def = shrink_graph_def(graph_def, ["BiasAdd"])
-    assert "kept dense" in graph_def.layers[0].note
-    assert "BiasAdd is a graph output" in graph_def.layers[0].note
+    result = shrink_graph_def(frozen_graph(pruned_conv, (8, 8, 3)), ["BiasAdd"])
+    assert result.layers[0].shape_after == [3, 3, 3, 8]
+    assert "kept dense (3 of 8 output channels are masked): BiasAdd is a graph output" in \
+        result.layers[0].note
 
 
 def test_shrink_needs_a_stripped_graph_and_existing_outputs():
