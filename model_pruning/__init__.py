@@ -30,6 +30,7 @@ from model_pruning.pruning import (
     get_weights,
 )
 from model_pruning.rnn_cells import MaskedBasicLSTMCell, MaskedGRUCell, MaskedLSTMCell
+from model_pruning.shrink import shrink_graph_def
 from model_pruning.strip_pruning_vars_lib import graph_def_from_checkpoint, strip_pruning_vars_fn
 from model_pruning.warm_start import warm_start_from_dense_checkpoint
 
@@ -60,6 +61,7 @@ __all__ = [
     "MaskedGRUCell",
     "batch_norm",
     "to_tflite",
+    "shrink_graph_def",
     "masking_scope",
     "ModelPruningHook",
     "warm_start_from_dense_checkpoint",
