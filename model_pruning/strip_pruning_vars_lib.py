@@ -19,6 +19,7 @@ import logging
 import os
 import re
 
+import numpy as np
 import tensorflow as tf
 
 _LOG = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ _LOG = logging.getLogger(__name__)
 # `.../masked_weight/Enter` nodes of TF1 loops, so match the last name component instead.
 _MASKED_WEIGHT = re.compile(r"(^|/)masked_weight(_\d+)?$")
 _WHILE_OPS = ("While", "StatelessWhile")
-_VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable", "ReadVariableOp")
+_VARIABLE_DEFINITION_OPS = ("VarHandleOp", "VariableV2", "Variable")
+_VARIABLE_OPS = _VARIABLE_DEFINITION_OPS + ("ReadVariableOp",)
 
 
 def _is_masked_weight(node):
@@ -109,8 +111,9 @@ class _Scope:
 class _GraphScopes:
     """All scopes of a GraphDef, and which node calls each function."""
 
-    def __init__(self, graph_def):
+    def __init__(self, graph_def, payloads):
         self.graph = _Scope(graph_def.node)
+        self.payloads = payloads
         self.functions = {f.signature.name: _Scope(f.node_def, f)
                           for f in graph_def.library.function}
         self.callers = {}
@@ -121,6 +124,12 @@ class _GraphScopes:
 
     def all(self):
         return [self.graph, *self.functions.values()]
+
+    def const_value(self, scope, node):
+        """The array a Const node holds, from the input graph when the copy left it out."""
+        if scope is self.graph and node.name in self.payloads:
+            return _tensor_value(self.payloads[node.name])
+        return _tensor_value(node.attr["value"].tensor)
 
     def loop_of(self, scope):
         """(caller scope, While node) when `scope` is the body of exactly one while loop."""
@@ -183,7 +192,7 @@ def _constant_value(scopes, scope, ref, trail):
             "convert_variables_to_constants")
     trail.append((scope, name))
     if node.op == "Const":
-        return tf.make_ndarray(node.attr["value"].tensor)
+        return scopes.const_value(scope, node)
     if node.op == "Identity" or (node.op == "Enter" and node.attr["is_constant"].b):
         return _constant_value(scopes, scope, node.input[0], trail)
     raise _NotConstant(f"its value comes from {name}, a {node.op} node")
@@ -193,14 +202,36 @@ def _control_inputs(node):
     return [ref for ref in node.input if ref.startswith("^")]
 
 
-def _folded_const(masked_weight, value, control_inputs):
-    """A Const with the product's name, dtype and device."""
-    const = tf.compat.v1.NodeDef(name=masked_weight.name, op="Const",
-                                 device=masked_weight.device)
-    const.input.extend(control_inputs)
-    const.attr["dtype"].CopyFrom(masked_weight.attr["T"])
-    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
-    return const
+def _fold_into_const(node, factors, control_inputs):
+    """Turns the product `node` into a Const holding the product of `factors` (a list, which
+    it empties), keeping the node's name, dtype and device.
+
+    The factors are released before the product is serialised, and the data is written
+    straight into the node (a separate NodeDef copied in would hold it twice more), so
+    folding a weight needs about three times its size at most.
+    """
+    value = np.multiply(*factors)
+    factors.clear()
+    dtype = tf.compat.v1.AttrValue()
+    dtype.CopyFrom(node.attr["T"])
+    node.op = "Const"
+    node.ClearField("input")
+    node.input.extend(control_inputs)
+    node.attr.clear()
+    node.attr["dtype"].CopyFrom(dtype)
+    tensor = node.attr["value"].tensor
+    tensor.dtype = dtype.type
+    tensor.tensor_shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+    tensor.tensor_content = value.tobytes()
+
+
+def _tensor_value(tensor):
+    """The array a TensorProto holds; a read-only view of its bytes when it has them."""
+    content = tensor.tensor_content
+    if not content:
+        return tf.make_ndarray(tensor)
+    dtype = tf.as_dtype(tensor.dtype).as_numpy_dtype
+    return np.frombuffer(content, dtype).reshape(tf.TensorShape(tensor.tensor_shape).as_list())
 
 
 def _frame_enters(scope, path):
@@ -250,15 +281,14 @@ def _fold(scopes, scope, node, trail, folded):
     """
     paths = [[] for _ in range(2)]
     data_inputs = [ref for ref in node.input if not ref.startswith("^")]
-    mask, weight = (_constant_value(scopes, scope, ref, path)
-                    for ref, path in zip(data_inputs, paths))
+    factors = [_constant_value(scopes, scope, ref, path) for ref, path in zip(data_inputs, paths)]
     enters = _frame_enters(scope, paths[1])
     if [e.attr["frame_name"].s for e in _frame_enters(scope, paths[0])] != \
             [e.attr["frame_name"].s for e in enters]:
         raise _NotConstant("its mask and weight enter different TF1 loop frames")
     sources = (scope.name, *(path[-1] for path in paths))
     if enters:  # the product's control inputs are inside the frame: the Enter chain replaces them
-        node.CopyFrom(_folded_const(node, mask * weight, []))
+        _fold_into_const(node, factors, [])
         _enter_frames(scope, node.name, enters)
     elif sources in folded:
         identity = tf.compat.v1.NodeDef(name=node.name, op="Identity", device=node.device)
@@ -267,7 +297,7 @@ def _fold(scopes, scope, node, trail, folded):
         identity.attr["T"].CopyFrom(node.attr["T"])
         node.CopyFrom(identity)
     else:
-        node.CopyFrom(_folded_const(node, mask * weight, _control_inputs(node)))
+        _fold_into_const(node, factors, _control_inputs(node))
         folded[sources] = node.name
     if scope.function is not None:
         # Mul outputs are `name:z:i` inside a function body; Const and Identity ones
@@ -351,7 +381,7 @@ def _remove_dead(scopes, trail):
     """Deletes what folding left unread inside function bodies: the Identity/Const nodes on
     the followed paths, then the loop variables that carried mask and weight into loops.
 
-    The top-level graph is left to `extract_sub_graph`.
+    The top-level graph is left to `_keep_reachable`.
     """
     changed = True
     while changed:
@@ -382,6 +412,68 @@ def _prune_library(graph_def):
     graph_def.library.function.extend(kept)
     del graph_def.library.gradient[:]
     graph_def.library.gradient.extend(gradients)
+
+
+def _copy_without_payloads(input_graph_def):
+    """A copy of the graph whose top-level constants hold no data, and that data by name.
+
+    The masks and weights are most of a frozen graph and are folded away, so copying them
+    would only raise the peak memory by the model's size; the data of the constants that
+    remain is put back by `_restore_payloads`.
+    """
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.versions.CopyFrom(input_graph_def.versions)
+    graph_def.library.CopyFrom(input_graph_def.library)
+    payloads = {}
+    for node in input_graph_def.node:
+        copy = graph_def.node.add()
+        if node.op != "Const":
+            copy.CopyFrom(node)
+            continue
+        tensor = node.attr["value"].tensor
+        payloads[node.name] = tensor
+        copy.name, copy.op, copy.device = node.name, node.op, node.device
+        copy.input.extend(node.input)
+        for key, value in node.attr.items():
+            if key != "value":
+                copy.attr[key].CopyFrom(value)
+        copy.attr["value"].tensor.dtype = tensor.dtype
+        copy.attr["value"].tensor.tensor_shape.CopyFrom(tensor.tensor_shape)
+        if node.HasField("experimental_debug_info"):
+            copy.experimental_debug_info.CopyFrom(node.experimental_debug_info)
+    return graph_def, payloads
+
+
+def _restore_payloads(graph_def, payloads):
+    """Puts the data back into the constants `_copy_without_payloads` left empty."""
+    for node in graph_def.node:
+        if node.name in payloads:  # only the masked weights' products were rewritten
+            node.attr["value"].tensor.CopyFrom(payloads[node.name])
+
+
+def _keep_reachable(graph_def, output_node_names):
+    """Deletes the top-level nodes the outputs do not need, in place.
+
+    The nodes kept are those of `extract_sub_graph`, which would copy them all.
+    """
+    inputs = {node.name: [_ref_name(ref) for ref in node.input] for node in graph_def.node}
+    reachable, pending = set(), list(output_node_names)
+    while pending:
+        name = pending.pop()
+        if name not in reachable:
+            reachable.add(name)
+            pending.extend(inputs[name])
+    nodes = graph_def.node
+    end = len(nodes)
+    while end > 0:  # delete each run of unreachable nodes at once, last run first
+        if nodes[end - 1].name in reachable:
+            end -= 1
+            continue
+        start = end - 1
+        while start > 0 and nodes[start - 1].name not in reachable:
+            start -= 1
+        del nodes[start:end]
+        end = start
 
 
 def normalize_node_names(names, what="output_node_names"):
@@ -440,9 +532,8 @@ def strip_pruning_vars_fn(input_graph_def, output_node_names):
     """
     output_node_names = normalize_node_names(output_node_names)
     check_node_names(output_node_names, (node.name for node in input_graph_def.node))
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.CopyFrom(input_graph_def)
-    scopes = _GraphScopes(graph_def)
+    graph_def, payloads = _copy_without_payloads(input_graph_def)
+    scopes = _GraphScopes(graph_def, payloads)
     trail, folded = [], {}
     masked_weights = [(scope, node) for scope in scopes.all() for node in scope.nodes
                       if _is_masked_weight(node)]
@@ -456,9 +547,10 @@ def strip_pruning_vars_fn(input_graph_def, output_node_names):
         _LOG.warning("The graph has no masked weight to fold (no Mul node named "
                      "'.../masked_weight'); it is only reduced to the outputs' sub-graph")
     _remove_dead(scopes, trail)
-    stripped = tf.compat.v1.graph_util.extract_sub_graph(graph_def, output_node_names)
-    _prune_library(stripped)
-    return stripped
+    _keep_reachable(graph_def, output_node_names)
+    _prune_library(graph_def)
+    _restore_payloads(graph_def, payloads)
+    return graph_def
 
 
 def checkpoint_path(checkpoint_dir, checkpoint=None):
@@ -505,11 +597,57 @@ def _latest_checkpoint(checkpoint_dir):
     raise ValueError(f"Could not find a checkpoint at: {checkpoint_dir} ({holds})")
 
 
+def _checkpoint_keys(graph, saver):
+    """Variable name -> checkpoint key, for each variable `saver` restores whole.
+
+    Read from the saver's restore ops (an assign of output i of a RestoreV2 op), so renamed
+    variables map right; sliced (partitioned) ones are left out.
+    """
+    if saver is None:
+        return {}
+    scope = saver.saver_def.restore_op_name.rpartition("/")[0] + "/"
+    keys = {}
+    for op in graph.get_operations():
+        if op.type not in ("Assign", "AssignVariableOp") or not op.name.startswith(scope):
+            continue
+        value = op.inputs[1]
+        while value.op.type == "Identity":
+            value = value.op.inputs[0]
+        if value.op.type != "RestoreV2":
+            continue
+        names, slices = (tf.get_static_value(tensor) for tensor in value.op.inputs[1:3])
+        if names is not None and slices is not None and not slices[value.value_index]:
+            keys[op.inputs[0].op.name] = names[value.value_index].decode()
+    return keys
+
+
+class _CheckpointValues:
+    """Stands in for the session of `convert_variables_to_constants`, which only calls
+    `run` on it: returns each variable's value read from the checkpoint.
+
+    Restoring into a session and fetching the values would hold them twice (in the session
+    and fetched) while the constants are built, a third copy.
+    """
+
+    def __init__(self, prefix, keys):
+        self._reader = tf.train.load_checkpoint(prefix)
+        self._keys = keys
+
+    def run(self, fetches):
+        # A resource variable is fetched as `<name>/Read/ReadVariableOp:0`. Each value is
+        # copied out of TensorFlow's memory, whose allocator (with oneDNN) keeps what is freed
+        # for its own later use, so the values' memory is returned once the constants exist.
+        return [np.array(self._reader.get_tensor(
+            self._keys[_ref_name(name).removesuffix("/Read/ReadVariableOp")]))
+            for name in fetches]
+
+
 def graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint=None):
     """Freezes a checkpoint into a GraphDef of the outputs' sub-graph.
 
     The meta graph is imported into a private tf.Graph, so the caller's default graph is
-    untouched and repeated calls do not accumulate.
+    untouched and repeated calls do not accumulate. Variables the saver restores whole are
+    read straight from the checkpoint, so the values are never held in a session as well.
 
     Args:
       checkpoint_dir: directory whose latest checkpoint is used.
@@ -526,8 +664,16 @@ def graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint=None
     with graph.as_default():
         saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
     check_node_names(output_node_names, (op.name for op in graph.get_operations()))
+    graph_def = graph.as_graph_def()
+    keys = _checkpoint_keys(graph, saver)
+    needed = [node.name for node in
+              tf.compat.v1.graph_util.extract_sub_graph(graph_def, output_node_names).node
+              if node.op in _VARIABLE_DEFINITION_OPS]
+    if all(name in keys for name in needed):  # else restore into a session, as the saver does
+        return tf.compat.v1.graph_util.convert_variables_to_constants(
+            _CheckpointValues(prefix, keys), graph_def, output_node_names)
     with tf.compat.v1.Session(graph=graph) as session:
         if saver is not None:
             saver.restore(session, prefix)
         return tf.compat.v1.graph_util.convert_variables_to_constants(
-            session, graph.as_graph_def(), output_node_names)
+            session, graph_def, output_node_names)
