@@ -15,6 +15,7 @@ caller's default graph is never touched.
 """
 
 import difflib
+import gc
 import logging
 import os
 import re
@@ -670,10 +671,18 @@ def graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint=None
               tf.compat.v1.graph_util.extract_sub_graph(graph_def, output_node_names).node
               if node.op in _VARIABLE_DEFINITION_OPS]
     if all(name in keys for name in needed):  # else restore into a session, as the saver does
-        return tf.compat.v1.graph_util.convert_variables_to_constants(
-            _CheckpointValues(prefix, keys), graph_def, output_node_names)
+        return _freeze(_CheckpointValues(prefix, keys), graph_def, output_node_names)
     with tf.compat.v1.Session(graph=graph) as session:
         if saver is not None:
             saver.restore(session, prefix)
-        return tf.compat.v1.graph_util.convert_variables_to_constants(
-            session, graph_def, output_node_names)
+        return _freeze(session, graph_def, output_node_names)
+
+
+def _freeze(session, graph_def, output_node_names):
+    """`convert_variables_to_constants`, then a collection of the reference cycles it leaves:
+    they hold the returned GraphDef, which would otherwise outlive the caller's last use
+    until the next garbage collection."""
+    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+        session, graph_def, output_node_names)
+    gc.collect()
+    return frozen
