@@ -18,7 +18,9 @@ BATCH_SIZE = 128
 NUM_EPOCHS_PER_DECAY = 350.0
 LEARNING_RATE_DECAY_FACTOR = 0.1
 INITIAL_LEARNING_RATE = 0.1
-LOGITS_NODE = "softmax_linear/softmax_linear"
+# apply_mask re-enters the layer's variable scope twice (mask, threshold), taking the name
+# scopes softmax_linear/softmax_linear and _1; contrib's README names the same node.
+LOGITS_NODE = "softmax_linear/softmax_linear_2"
 LOSSES_COLLECTION = "losses"
 
 _LRN = dict(depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
@@ -101,14 +103,15 @@ def loss(logits, labels):
 
 def train(total_loss, global_step, batch_size=BATCH_SIZE,
           initial_learning_rate=INITIAL_LEARNING_RATE,
-          examples_per_epoch=cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN):
+          examples_per_epoch=cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
+          num_epochs_per_decay=NUM_EPOCHS_PER_DECAY):
     """The training op: plain gradient descent with contrib's staircase learning-rate decay.
 
-    The rate drops by LEARNING_RATE_DECAY_FACTOR every NUM_EPOCHS_PER_DECAY epochs of
+    The rate drops by LEARNING_RATE_DECAY_FACTOR every `num_epochs_per_decay` epochs of
     `examples_per_epoch` examples. Adds summaries of the rate, the losses, every trainable
     variable and its gradient.
     """
-    decay_steps = int(examples_per_epoch / batch_size * NUM_EPOCHS_PER_DECAY)
+    decay_steps = max(1, int(examples_per_epoch / batch_size * num_epochs_per_decay))
     learning_rate = tf.compat.v1.train.exponential_decay(
         initial_learning_rate, global_step, decay_steps, LEARNING_RATE_DECAY_FACTOR,
         staircase=True)

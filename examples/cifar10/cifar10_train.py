@@ -36,6 +36,9 @@ def parse_args(argv=None):
     parser.add_argument("--learning_rate", type=float,
                         default=cifar10_pruning.INITIAL_LEARNING_RATE,
                         help="Initial learning rate of gradient descent.")
+    parser.add_argument("--num_epochs_per_decay", type=float,
+                        default=cifar10_pruning.NUM_EPOCHS_PER_DECAY,
+                        help="Epochs between two 10x drops of the learning rate.")
     parser.add_argument("--log_frequency", type=int, default=10,
                         help="Print progress every this many steps.")
     parser.add_argument("--seed", type=int, default=None,
@@ -100,7 +103,8 @@ def train(args):
         train_op = cifar10_pruning.train(
             total_loss, global_step, batch_size=args.batch_size,
             initial_learning_rate=args.learning_rate,
-            examples_per_epoch=cifar10_input.count_records(batches_dir, "train"))
+            examples_per_epoch=cifar10_input.count_records(batches_dir, "train"),
+            num_epochs_per_decay=args.num_epochs_per_decay)
 
         hparams = pruning.get_pruning_hparams().parse(args.pruning_hparams)
         pruning_obj = pruning.Pruning(hparams, global_step=global_step)
