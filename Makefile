@@ -21,5 +21,8 @@ install: $(STAMP)
 test: $(STAMP)
 	$(VPY) -m pytest -q tests
 
+demo: $(STAMP)
+	$(VPY) -m examples.cifar10.demo
+
 clean:
 	rm -rf $(VENV) build *.egg-info
