@@ -41,6 +41,8 @@ def parse_args(argv=None):
                         help="Epochs between two 10x drops of the learning rate.")
     parser.add_argument("--log_frequency", type=int, default=10,
                         help="Print progress every this many steps.")
+    parser.add_argument("--save_checkpoint_steps", type=int, default=None,
+                        help="Checkpoint every this many steps (default: every 10 minutes).")
     parser.add_argument("--seed", type=int, default=None,
                         help="Graph-level random seed, for repeatable runs.")
     flags.add_bool_flag(parser, "log_device_placement", "Log the device of every op.")
@@ -125,7 +127,9 @@ def train(args):
             step_context.session.run(mask_update_op)
 
         with tf.compat.v1.train.MonitoredTrainingSession(
-                checkpoint_dir=args.train_dir, hooks=hooks, config=config) as session:
+                checkpoint_dir=args.train_dir, hooks=hooks, config=config,
+                save_checkpoint_steps=args.save_checkpoint_steps,
+                save_checkpoint_secs=None if args.save_checkpoint_steps else 600) as session:
             while not session.should_stop():
                 session.run_step_fn(step_fn)
 
