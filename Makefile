@@ -19,7 +19,7 @@ $(STAMP): setup.py | $(VPY)
 install: $(STAMP)
 
 test: $(STAMP)
-	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q --durations=10 tests
 
 demo: $(STAMP)
 	$(VPY) -m examples.cifar10.demo
