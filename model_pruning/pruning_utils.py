@@ -226,9 +226,10 @@ def _radix_select(keys, k, value_bits):
             tf.bitwise.left_shift(prefix, tf.cast(digit_bits, key_dtype)),
             tf.cast(digit, key_dtype))
         if pass_index == 0 and shift:
-            selected = tf.equal(digits, tf.cast(digit, key_dtype))
+            selected = tf.cast(digit, key_dtype)
             candidates = tf.cond(ties <= size // _GATHER_FRACTION,
-                                 lambda: tf.boolean_mask(keys, selected), lambda: keys)
+                                 lambda: tf.boolean_mask(keys, tf.equal(digits, selected)),
+                                 lambda: keys)
     return prefix, ties, remaining
 
 
@@ -308,9 +309,11 @@ def _exact_keep_function(dtype):
         def keep_none():
             return tf.reduce_max(scores), tf.zeros_like(keys, tf.bool)
 
-        size = tf.size(keys)
-        return tf.case([(tf.equal(k, size), keep_all), (tf.equal(k, 0), keep_none)],
-                       default=keep_k, exclusive=True)
+        # Exclusive cases: without `exclusive` tf.case nests conds that cost minutes to
+        # instantiate once the function is inlined at hundreds of weights.
+        keeps_all = tf.logical_and(k > 0, tf.equal(k, tf.size(keys)))
+        return tf.case([(tf.equal(k, 0), keep_none), (keeps_all, keep_all)], default=keep_k,
+                       exclusive=True)
 
     return exact_keep_flat
 
