@@ -4,9 +4,8 @@
 
 For each model size (weights spread over 4 conv and 2 fc kernels) it times, interleaved in one
 process: `read once` (reduce_sum(abs(w)) over every weight, the floor of any method), the
-`histogram` and `exact` mask updates of `Pruning`, `full sort`, contrib's final method
-(tf.math.top_k over all n values of each weight, then assign threshold and mask), and
-`histogram kernel` (tf.histogram_fixed_width alone, part of `histogram`). It prints
+`histogram` and `exact` mask updates of `Pruning`, and `full sort`, contrib's final method
+(tf.math.top_k over all n values of each weight, then assign threshold and mask). It prints
 ratios of medians. Each method's peak memory is measured in a child process of its own: the
 peak resident size during one update above the size just before it, divided by the size of
 the weights (with freed memory returned at once, see `common.LIVE_MEMORY_ENV`).
@@ -22,8 +21,6 @@ from bench import common
 from model_pruning import pruning
 
 METHODS = ("read once", "histogram", "exact", "full sort")
-# Timed too, to show what part of `histogram` TensorFlow's histogram kernel takes.
-HISTOGRAM_KERNEL = "histogram kernel"
 
 
 def kernel_shapes(num_weights):
@@ -52,16 +49,6 @@ def read_once_op(weights):
     return tf.add_n([tf.reduce_sum(tf.abs(w)) for w in weights]).op
 
 
-def histogram_kernel_op(weights):
-    """tf.histogram_fixed_width of each |w| over [0, max |w|], as the histogram method runs it."""
-    histograms = []
-    for weight in weights:
-        scores = tf.abs(weight)
-        histograms.append(tf.histogram_fixed_width(
-            scores, tf.stack([0.0, tf.reduce_max(scores)]), nbins=255))
-    return tf.group(*histograms)
-
-
 def full_sort_update_op(weights, sparsity):
     """Contrib r1.15's `_update_mask`: a full descending top_k of each weight, then the mask
     of the scores at or above the k-th value."""
@@ -82,8 +69,6 @@ def build_op(method, weights, sparsity):
         return read_once_op(weights)
     if method == "full sort":
         return full_sort_update_op(weights, sparsity)
-    if method == HISTOGRAM_KERNEL:
-        return histogram_kernel_op(weights)
     spec = pruning.get_pruning_hparams().parse(
         f"name={method}_pruning,threshold_method={method},threshold_decay=0.0")
     return pruning.Pruning(spec, sparsity=tf.constant(sparsity)).mask_update_op()
@@ -118,7 +103,7 @@ def measure_memory(num_weights, method, sparsity):
 
 def measure_times(num_weights, repetitions, sparsity):
     """Median seconds of each method's op, interleaved."""
-    graph, ops, _ = build(num_weights, METHODS + (HISTOGRAM_KERNEL,), sparsity)
+    graph, ops, _ = build(num_weights, METHODS, sparsity)
     with tf.compat.v1.Session(graph=graph, config=common.session_config()) as session:
         session.run(tf.compat.v1.initializers.global_variables())
         session.run(tf.compat.v1.initializers.local_variables())
@@ -150,16 +135,14 @@ def main():
             env=common.LIVE_MEMORY_ENV)) for method in METHODS}
         floor, full_sort = seconds["read once"], seconds["full sort"]
         rows.append([f"{size / 1e6:g}M", f"{repetitions}", f"{floor * 1e3:.1f} ms"]
-                    + [f"{seconds[m] / floor:.1f}x"
-                       for m in ("histogram", "exact", "full sort", HISTOGRAM_KERNEL)]
+                    + [f"{seconds[m] / floor:.1f}x" for m in ("histogram", "exact", "full sort")]
                     + [f"{full_sort / seconds[m]:.0f}x" for m in ("histogram", "exact")]
                     + [f"{seconds['exact'] / seconds['histogram']:.2f}x"]
                     + [f"{memory[m]:.2f}x" for m in METHODS])
         print(f"done {size / 1e6:g}M", flush=True)
     common.print_table(
         ["weights", "rounds", "read once", "histogram / read", "exact / read",
-         "full sort / read", "histogram kernel / read", "full sort / histogram",
-         "full sort / exact",
+         "full sort / read", "full sort / histogram", "full sort / exact",
          "exact / histogram"] + [f"extra memory {m}" for m in METHODS], rows)
 
 
