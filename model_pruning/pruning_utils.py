@@ -78,38 +78,51 @@ def num_to_keep(size, sparsity):
     return tf.cast(tf.clip_by_value(keep, 0.0, tf.cast(size, tf.float64)), tf.int32)
 
 
-def _nonempty_range(value_range):
-    """`value_range` as float32 [low, high] with high > low, so an all-equal input still bins."""
-    low = tf.cast(value_range[0], tf.float32)
-    high = tf.maximum(tf.cast(value_range[1], tf.float32), low + np.finfo(np.float32).tiny)
-    return low, high
+def _bin_scale(span, nbins):
+    """Factor that maps offsets in [0, span] to bin positions in [0, nbins], in float32.
 
-
-def _histogram_bins(values, value_range, nbins):
-    """Bin index of each value, clipped to [0, nbins - 1].
-
-    Computed as floor((v - low) / ((high - low) / nbins)) in float64, the arithmetic of
-    `tf.histogram_fixed_width`, so both CDF builders agree on values at bin edges.
+    A zero (or denormal) span would make nbins / span infinite; the factor is capped so that
+    every offset still lands in a finite position (all in bin 0 for a zero span).
     """
-    values = tf.cast(tf.reshape(values, [-1]), tf.float64)
-    low, high = (tf.cast(bound, tf.float64) for bound in _nonempty_range(value_range))
-    index = tf.cast(tf.floor((values - low) / ((high - low) / nbins)), tf.int32)
-    return tf.clip_by_value(index, 0, nbins - 1)
+    largest_finite_scale = np.finfo(np.float32).max / (2.0 * nbins)
+    return tf.minimum(nbins / tf.cast(span, tf.float32), largest_finite_scale)
+
+
+def _range_offsets(values, value_range):
+    """Flat float32 `values` clipped to `value_range`, minus its low end; and the range's span."""
+    low, high = (tf.cast(bound, tf.float32) for bound in value_range)
+    high = tf.maximum(high, low)
+    values = tf.clip_by_value(tf.cast(tf.reshape(values, [-1]), tf.float32), low, high)
+    return values - low, high - low
+
+
+def _bin_counts(offsets, span, nbins):
+    """How many of `offsets` (float32, within [0, span]) fall in each of `nbins` equal bins.
+
+    The bin of x is floor(x * nbins / span) in float32 arithmetic; x = span counts in the last
+    bin. Counted by a multi-threaded bincount: `tf.histogram_fixed_width` counts on one thread
+    and takes fresh memory for its bin indices at every call, ~7x the cost of reading the
+    values on a 50M-element weight.
+    """
+    index = tf.cast(offsets * _bin_scale(span, nbins), tf.int32)
+    counts = tf.raw_ops.DenseBincount(input=index, size=nbins + 1,
+                                      weights=tf.constant([], tf.int32))
+    return tf.concat([counts[:nbins - 1], counts[nbins - 1:nbins] + counts[nbins:]], axis=0)
+
+
+def _normalised(cumulative_counts):
+    """float32 CDF of exact int32 cumulative counts (float32 counts stop at 2**24)."""
+    cdf = tf.cast(cumulative_counts, tf.float64)
+    return tf.cast(cdf / tf.maximum(cdf[-1], 1.0), tf.float32)
 
 
 def compute_cdf_from_histogram(values, value_range, nbins=_NBINS, name=None):
-    """Normalised cumulative histogram of `values` over `value_range` in `nbins` bins.
+    """Normalised cumulative histogram of `values` over `value_range` in `nbins` equal bins.
 
     Values below the range count in the first bin, values at or above its top in the last.
     """
     with tf.name_scope(name or "cdf"):
-        values = tf.cast(tf.reshape(values, [-1]), tf.float32)
-        # One fused pass; it clips out-of-range values into the edge bins like _histogram_bins.
-        histogram = tf.cast(
-            tf.histogram_fixed_width(values, tf.stack(_nonempty_range(value_range)), nbins=nbins),
-            tf.float32)
-        cdf = tf.cumsum(histogram)
-        return cdf / tf.maximum(cdf[-1], 1.0)
+        return _normalised(tf.cumsum(_bin_counts(*_range_offsets(values, value_range), nbins)))
 
 
 def compute_cdf(values, value_range, nbins=_NBINS, name=None):
@@ -118,35 +131,38 @@ def compute_cdf(values, value_range, nbins=_NBINS, name=None):
     It avoids scatter-style ops (the TPU-friendly variant selected by `use_tpu`).
     """
     with tf.name_scope(name or "cdf"):
-        index = _histogram_bins(values, value_range, nbins)
+        offsets, span = _range_offsets(values, value_range)
+        index = tf.minimum(tf.cast(offsets * _bin_scale(span, nbins), tf.int32), nbins - 1)
 
         def count_up_to(i, cdf):
-            count = tf.reduce_sum(tf.cast(index <= i, tf.float32))
+            count = tf.reduce_sum(tf.cast(index <= i, tf.int32))
             return i + 1, cdf.write(i, count)
 
-        _, counts = tf.while_loop(
+        _, cumulative = tf.while_loop(
             lambda i, _: i < nbins,
             count_up_to,
-            [tf.constant(0), tf.TensorArray(tf.float32, size=nbins)],
+            [tf.constant(0), tf.TensorArray(tf.int32, size=nbins)],
         )
-        cdf = counts.stack()
-        return cdf / tf.maximum(cdf[-1], 1.0)
+        return _normalised(cumulative.stack())
 
 
 def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, decay=0.0,
-                             use_tpu=False):
+                             use_tpu=False, max_score=None):
     """Contrib's histogram criterion.
 
     threshold = (number of bins whose CDF is at most `sparsity`) / nbins * max(scores): the
     highest bin edge that prunes no more than `sparsity`. It is smoothed as
     `(1 - decay) * threshold + decay * previous_threshold`; scores strictly above it are kept.
     A threshold of zero prunes nothing (so sparsity 0, or an all-zero weight, keeps every entry).
+    `max_score`, when the caller has it already, saves a pass over the scores.
     """
     scores32 = tf.cast(scores, tf.float32)
-    top = tf.reduce_max(scores32)
-    value_range = [tf.constant(0.0), top]
-    cdf_fn = compute_cdf if use_tpu else compute_cdf_from_histogram
-    cdf = cdf_fn(scores32, value_range, nbins=nbins)
+    top = tf.reduce_max(scores32) if max_score is None else tf.cast(max_score, tf.float32)
+    if use_tpu:
+        cdf = compute_cdf(scores32, [0.0, top], nbins=nbins)
+    else:
+        # The scores lie in [0, top] already: count them without clipping or shifting.
+        cdf = _normalised(tf.cumsum(_bin_counts(tf.reshape(scores32, [-1]), top, nbins)))
     bins_below = tf.reduce_sum(tf.cast(cdf <= tf.cast(sparsity, tf.float32), tf.float32))
     current = bins_below / nbins * top
     smoothed = (1.0 - decay) * current + decay * tf.cast(previous_threshold, tf.float32)
