@@ -187,8 +187,8 @@ def _parse_sparsity_map(entries):
 
 def _check_block_dims(block_dims, where):
     for dim in block_dims:
-        if dim != -1 and dim < 1:
-            raise ValueError(f"{where}: block dims must be >= 1 or -1, got {block_dims}")
+        if dim != -1 and not 1 <= dim < 2**31:
+            raise ValueError(f"{where}: block dims must be >= 1 (int32) or -1, got {block_dims}")
     return list(block_dims)
 
 
@@ -265,6 +265,10 @@ class Pruning:
 
     def _validate_spec(self):
         spec = self._spec
+        # Steps are compared with the int32 global step; bins and blocks are int32 sizes.
+        for name, value in sorted(spec.values().items()):
+            if type(value) is int and not -2**31 <= value < 2**31:
+                raise ValueError(f"{name} must be an int32, in [-2**31, 2**31), got {value}")
         if spec.begin_pruning_step < 0:
             raise ValueError(f"begin_pruning_step must be >= 0, got {spec.begin_pruning_step}")
         if spec.end_pruning_step != -1 and spec.end_pruning_step <= spec.begin_pruning_step:

@@ -52,7 +52,9 @@ def build_pruning(text):
         model_pruning.Pruning(hparams, global_step=global_step).conditional_mask_update_op()
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: CI must not turn red by chance; explore with pytest --hypothesis-seed=N.
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
 @given(hparams_strings)
 def test_random_hparams_give_value_errors_only(text):
     try:

@@ -368,8 +368,10 @@ def test_missing_global_step_is_a_clear_error():
     ("target_sparsity=1.2", "target_sparsity must be in \\[0, 1\\), got 1.2"),
     ("pruning_frequency=0", "pruning_frequency must be >= 1"),
     ("nbins=1", "nbins must be >= 2"),
-    ("block_height=0", "block dims must be >= 1 or -1"),
-    ("block_width=-2", "block dims must be >= 1 or -1"),
+    ("begin_pruning_step=18446744073709551616", "begin_pruning_step must be an int32"),
+    ("block_height=2147483648", "block_height must be an int32, in \\[-2\*\*31, 2\*\*31\\)"),
+    ("block_height=0", "block dims must be >= 1 \\(int32\\) or -1"),
+    ("block_width=-2", "block dims must be >= 1 \\(int32\\) or -1"),
     ("block_pooling_function=SUM", "AVG, MAX, L2, got 'SUM'"),
     ("threshold_method=sort", "histogram, exact, got 'sort'"),
     ("sparsity_function_exponent=0", "sparsity_function_exponent must be > 0"),
@@ -378,7 +380,8 @@ def test_missing_global_step_is_a_clear_error():
     ("weight_sparsity_map=[conv1:lots]", "'lots' is not a number"),
     ("weight_sparsity_map=[(conv:0.5]", "not a valid regex"),
     ("block_dims_map=[conv1:4]", "expected 2 integers"),
-    ("block_dims_map=[conv1:4x0]", "block dims must be >= 1 or -1"),
+    ("block_dims_map=[conv1:4x0]", "block dims must be >= 1 \\(int32\\) or -1"),
+    ("block_dims_map=[conv1:4x2147483648]", "block dims must be >= 1 \\(int32\\) or -1"),
 ])
 def test_invalid_spec_fails_at_construction(graph, text, fragment):
     with pytest.raises(ValueError, match=fragment):
