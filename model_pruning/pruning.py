@@ -27,6 +27,10 @@ MASKED_WEIGHT_COLLECTION = "masked_weights"
 WEIGHT_COLLECTION = "kernel"
 # The `weights/` part makes quantization rewriters treat the product as a weight.
 MASKED_WEIGHT_NAME = "weights/masked_weight"
+# Weights of at least this many elements update one after another, so an update's temporary
+# memory is that of the largest weight rather than the sum over all of them. Smaller weights
+# update concurrently: their temporaries are small and per-op overhead dominates.
+SEQUENTIAL_UPDATE_SIZE = 1 << 18
 
 THRESHOLD_METHODS = ("histogram", "exact")
 CRITERIA = ("magnitude", "taylor")
@@ -371,12 +375,12 @@ class Pruning:
         names = (_name_of(weight), _name_of(mask))
         return any(p.search(n) for p in self._do_not_prune for n in names)
 
-    def _threshold_and_keep(self, scores, sparsity, previous_threshold):
+    def _threshold_and_keep(self, scores, sparsity, previous_threshold, max_score=None):
         if self._spec.threshold_method == "exact":
             return pruning_utils.exact_threshold_mask(scores, sparsity)
         return pruning_utils.histogram_threshold_mask(
             scores, sparsity, self._spec.nbins, previous_threshold,
-            self._spec.threshold_decay, self._spec.use_tpu)
+            self._spec.threshold_decay, self._spec.use_tpu, max_score)
 
     def _taylor_keep(self, weights, sparsity, threshold, weight_name):
         """Keeps whole output channels (the last axis) of `weights` by their Taylor scores."""
@@ -389,15 +393,28 @@ class Pruning:
 
     def _maybe_update_block_mask(self, weights, threshold, weight_name=None):
         """The new (threshold, mask) of one weight tensor: element-wise, by blocks, or by whole
-        output channels for the taylor criterion."""
+        output channels for the taylor criterion.
+
+        Fails, naming the weight, when it holds NaN or Inf; nothing is computed from it then.
+        """
         weight_name = weight_name or weights.op.name
         sparsity = self._get_sparsity(weight_name)
         scores = tf.abs(weights)
+        # The maximum is NaN or Inf exactly when some weight is, and the histogram needs it.
+        max_score = tf.reduce_max(scores)
+        finite = tf.debugging.Assert(
+            tf.math.is_finite(max_score),
+            [f"Cannot update the pruning mask of {weight_name}: the weight holds NaN or Inf"])
+        with tf.control_dependencies([finite]):
+            return self._threshold_and_mask(weights, scores, max_score, threshold, sparsity,
+                                            weight_name)
+
+    def _threshold_and_mask(self, weights, scores, max_score, threshold, sparsity, weight_name):
         block_dims = self._get_block_dims(weight_name)
         if self._get_criterion(weight_name) == "taylor":
             new_threshold, keep = self._taylor_keep(weights, sparsity, threshold, weight_name)
         elif block_dims == [1, 1] or weights.get_shape().ndims < 2:
-            new_threshold, keep = self._threshold_and_keep(scores, sparsity, threshold)
+            new_threshold, keep = self._threshold_and_keep(scores, sparsity, threshold, max_score)
         else:
             matrix = pruning_utils.as_matrix(scores)
             height, width = matrix.get_shape().as_list()
@@ -414,16 +431,8 @@ class Pruning:
         partitioned = compat.is_partitioned(weight)
         values = weight.as_tensor() if partitioned else tf.convert_to_tensor(weight)
         with tf.name_scope(weight_name + "_pruning_ops"):
-            # Any NaN or Inf makes the plain sum non-finite, and it reads the weight once
-            # without writing |w|; 16-bit weights are summed in float32 so it cannot overflow.
-            total = tf.reduce_sum(values if values.dtype.base_dtype in (tf.float32, tf.float64)
-                                  else tf.cast(values, tf.float32))
-            finite = tf.debugging.Assert(
-                tf.math.is_finite(total),
-                [f"Cannot update the pruning mask of {weight_name}: the weight holds NaN or Inf"])
-            with tf.control_dependencies([finite]):
-                new_threshold, new_mask = self._maybe_update_block_mask(
-                    values, threshold.read_value(), weight_name)
+            new_threshold, new_mask = self._maybe_update_block_mask(
+                values, threshold.read_value(), weight_name)
         threshold_assign = pruning_utils.variable_assign(threshold, new_threshold)
         if compat.is_partitioned(mask):
             mask_assign = pruning_utils.partitioned_variable_assign(mask, new_mask)
@@ -437,10 +446,17 @@ class Pruning:
             raise ValueError(
                 f"Number of masks {len(masks)}, thresholds {len(thresholds)} and weights "
                 f"{len(weights)} in the pruning collections differ")
-        assign_ops = []
+        assign_ops, last_large_update = [], []
         for weight, mask, threshold in zip(weights, masks, thresholds):
-            if not self._is_excluded(weight, mask):
-                assign_ops.extend(self._update_ops_for_weight(weight, mask, threshold))
+            if self._is_excluded(weight, mask):
+                continue
+            size = weight.get_shape().num_elements()
+            large = size is None or size >= SEQUENTIAL_UPDATE_SIZE
+            with tf.control_dependencies(last_large_update if large else []):
+                update = self._update_ops_for_weight(weight, mask, threshold)
+            if large:
+                last_large_update = update
+            assign_ops.extend(update)
         return assign_ops
 
     def mask_update_op(self):

@@ -338,17 +338,43 @@ def test_summaries_have_legal_names(graph):
                      "cifar10_pruning_summaries/sparsity"]
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_weight_fails_naming_the_weight(graph, bad):
-    values = one_to_hundred()
-    values[3] = bad
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("size, position", [(100, 3), (1 << 20, (1 << 20) - 5)])
+def test_non_finite_weight_fails_naming_the_weight(graph, method, bad, size, position):
+    values = np.linspace(-1.0, 1.0, size, dtype=np.float32).reshape(-1, 4)
+    values.reshape(-1)[position] = bad
     model_pruning.apply_mask(variable("conv1/weights", values), "conv1")
-    update = model_pruning.Pruning(hparams("threshold_decay=0.0"),
+    update = model_pruning.Pruning(hparams(f"threshold_decay=0.0,threshold_method={method}"),
                                    sparsity=tf.constant(0.5)).mask_update_op()
     with session_with_init() as session:
         with pytest.raises(tf.errors.InvalidArgumentError, match="conv1/weights.*NaN or Inf"):
             session.run(update)
         assert np.all(session.run(model_pruning.get_masks()[0]) == 1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_large_weights_update_one_after_another(graph, monkeypatch, method):
+    monkeypatch.setattr(model_pruning.pruning, "SEQUENTIAL_UPDATE_SIZE", 64)
+    for name, size in [("big1", 256), ("small", 16), ("big2", 256), ("big3", 128)]:
+        values = np.random.RandomState(size).randn(size // 4, 4).astype(np.float32)
+        model_pruning.apply_mask(variable(f"{name}/weights", values), name)
+    update = model_pruning.Pruning(hparams(f"threshold_method={method}"),
+                                   sparsity=tf.constant(0.5)).mask_update_op()
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    metadata = tf.compat.v1.RunMetadata()
+    with session_with_init() as session:
+        session.run(update, options=options, run_metadata=metadata)
+    spans = {}
+    for node in (n for device in metadata.step_stats.dev_stats for n in device.node_stats):
+        weight = node.node_name.split("_pruning_ops/")[0].split("/")[-2] \
+            if "_pruning_ops/" in node.node_name else None
+        if weight:
+            start, end = node.all_start_micros, node.all_start_micros + node.all_end_rel_micros
+            first, last = spans.get(weight, (start, end))
+            spans[weight] = (min(first, start), max(last, end))
+    assert set(spans) == {"big1", "small", "big2", "big3"}
+    assert spans["big1"][1] <= spans["big2"][0] and spans["big2"][1] <= spans["big3"][0]
 
 
 def test_missing_global_step_is_a_clear_error():
