@@ -27,10 +27,11 @@ MASKED_WEIGHT_COLLECTION = "masked_weights"
 WEIGHT_COLLECTION = "kernel"
 # The `weights/` part makes quantization rewriters treat the product as a weight.
 MASKED_WEIGHT_NAME = "weights/masked_weight"
-# Weights of at least this many elements update one after another, so an update's temporary
-# memory is that of the largest weight rather than the sum over all of them. Smaller weights
-# update concurrently: their temporaries are small and per-op overhead dominates.
-SEQUENTIAL_UPDATE_SIZE = 1 << 18
+# Mask updates run in groups, one group after another and the weights of a group concurrently.
+# A group holds at most as many elements as the largest weight, or UPDATE_GROUP_SIZE if that
+# is more, so an update's temporary memory is that of the largest weight (about 3x its size
+# with `histogram`) rather than the sum over all weights, while small weights still overlap.
+UPDATE_GROUP_SIZE = 1 << 22
 
 THRESHOLD_METHODS = ("histogram", "exact")
 CRITERIA = ("magnitude", "taylor")
@@ -234,6 +235,21 @@ def _single_match(pattern_map, name, hparam):
     if len(matches) > 1:
         raise ValueError(f"Multiple matches in {hparam} for weight {name}")
     return matches[0] if matches else None
+
+
+def _update_groups(sizes, min_group_size):
+    """Splits the indices of weights of `sizes` (None: unknown) into consecutive groups of at
+    most max(largest size, min_group_size) elements each; an unknown size gets a group alone."""
+    limit = max([min_group_size] + [size for size in sizes if size is not None])
+    groups, total = [], limit + 1
+    for index, size in enumerate(sizes):
+        size = limit if size is None else size
+        if total + size > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(index)
+        total += size
+    return groups
 
 
 class Pruning:
@@ -446,17 +462,16 @@ class Pruning:
             raise ValueError(
                 f"Number of masks {len(masks)}, thresholds {len(thresholds)} and weights "
                 f"{len(weights)} in the pruning collections differ")
-        assign_ops, last_large_update = [], []
-        for weight, mask, threshold in zip(weights, masks, thresholds):
-            if self._is_excluded(weight, mask):
-                continue
-            size = weight.get_shape().num_elements()
-            large = size is None or size >= SEQUENTIAL_UPDATE_SIZE
-            with tf.control_dependencies(last_large_update if large else []):
-                update = self._update_ops_for_weight(weight, mask, threshold)
-            if large:
-                last_large_update = update
-            assign_ops.extend(update)
+        updated = [(weight, mask, threshold)
+                   for weight, mask, threshold in zip(weights, masks, thresholds)
+                   if not self._is_excluded(weight, mask)]
+        assign_ops, previous_group = [], []
+        sizes = [weight.get_shape().num_elements() for weight, _, _ in updated]
+        for group in _update_groups(sizes, UPDATE_GROUP_SIZE):
+            with tf.control_dependencies(previous_group):
+                previous_group = [op for i in group
+                                  for op in self._update_ops_for_weight(*updated[i])]
+            assign_ops.extend(previous_group)
         return assign_ops
 
     def mask_update_op(self):

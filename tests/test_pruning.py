@@ -353,9 +353,20 @@ def test_non_finite_weight_fails_naming_the_weight(graph, method, bad, size, pos
         assert np.all(session.run(model_pruning.get_masks()[0]) == 1)
 
 
+@pytest.mark.parametrize("sizes, min_group_size, groups", [
+    ([10, 10, 10], 100, [[0, 1, 2]]),
+    ([50, 20, 20, 10, 40], 10, [[0], [1, 2, 3], [4]]),
+    ([5, None, 5, 5], 8, [[0], [1], [2], [3]]),
+    ([3, None, 3], 20, [[0], [1], [2]]),
+    ([], 10, []),
+])
+def test_update_groups_hold_at_most_the_largest_weight(sizes, min_group_size, groups):
+    assert model_pruning.pruning._update_groups(sizes, min_group_size) == groups
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_large_weights_update_one_after_another(graph, monkeypatch, method):
-    monkeypatch.setattr(model_pruning.pruning, "SEQUENTIAL_UPDATE_SIZE", 64)
+    monkeypatch.setattr(model_pruning.pruning, "UPDATE_GROUP_SIZE", 64)
     for name, size in [("big1", 256), ("small", 16), ("big2", 256), ("big3", 128)]:
         values = np.random.RandomState(size).randn(size // 4, 4).astype(np.float32)
         model_pruning.apply_mask(variable(f"{name}/weights", values), name)
