@@ -56,7 +56,7 @@ def get_pruning_hparams():
     initial_sparsity / target_sparsity / sparsity_function_begin_step /
       sparsity_function_end_step / sparsity_function_exponent: the schedule (see `schedule`).
     use_tpu: build the histogram CDF without scatter ops.
-    threshold_method: `histogram` (one pass, approximate) or `exact` (exactly
+    threshold_method: `histogram` (approximate, cheapest) or `exact` (exactly
       round(n * (1 - sparsity)) weights kept, ties broken by position; ignores threshold_decay).
     criterion: what ranks the weights: `magnitude` (|w|, pooled over blocks) or `taylor`
       (whole output channels ranked by their first-order Taylor score, see `taylor`; needs

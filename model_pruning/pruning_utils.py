@@ -5,7 +5,7 @@ criterion can be tested alone against numpy. A criterion takes non-negative `sco
 default |w|) and a target `sparsity` and returns `(threshold, keep)`, where `keep` is a bool
 tensor of the scores' shape:
 
-* `histogram_threshold_mask`: contrib's one-pass histogram method; keeps scores strictly above
+* `histogram_threshold_mask`: contrib's histogram method; keeps scores strictly above
   a threshold quantised to `max/nbins`, so the realised sparsity is approximate.
 * `exact_threshold_mask`: keeps exactly `round(n * (1 - sparsity))` scores, found by a radix
   selection over the float bit patterns (a few passes, no sort); ties at the threshold are
