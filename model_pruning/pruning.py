@@ -241,10 +241,10 @@ def _update_groups(sizes, min_group_size):
     """Splits the indices of weights of `sizes` (None: unknown) into consecutive groups of at
     most max(largest size, min_group_size) elements each; an unknown size gets a group alone."""
     limit = max([min_group_size] + [size for size in sizes if size is not None])
-    groups, total = [], limit + 1
+    groups, total = [], 0
     for index, size in enumerate(sizes):
         size = limit if size is None else size
-        if total + size > limit:
+        if not groups or total + size > limit:
             groups.append([])
             total = 0
         groups[-1].append(index)
@@ -426,6 +426,7 @@ class Pruning:
                                             weight_name)
 
     def _threshold_and_mask(self, weights, scores, max_score, threshold, sparsity, weight_name):
+        """`_maybe_update_block_mask` past its check, given |weights| and their maximum."""
         block_dims = self._get_block_dims(weight_name)
         if self._get_criterion(weight_name) == "taylor":
             new_threshold, keep = self._taylor_keep(weights, sparsity, threshold, weight_name)
