@@ -311,8 +311,8 @@ class Pruning:
                              f"{spec.sparsity_function_exponent}")
         if spec.pruning_frequency < 1:
             raise ValueError(f"pruning_frequency must be >= 1, got {spec.pruning_frequency}")
-        if spec.nbins < 2:
-            raise ValueError(f"nbins must be >= 2, got {spec.nbins}")
+        if not 2 <= spec.nbins <= pruning_utils.MAX_NBINS:
+            raise ValueError(f"nbins must be in [2, {pruning_utils.MAX_NBINS}], got {spec.nbins}")
         _check_block_dims([spec.block_height, spec.block_width], "block_height/block_width")
         if spec.block_pooling_function not in pruning_utils.BLOCK_POOLING_FUNCTIONS:
             raise ValueError(

@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 _NBINS = 256
+# Bins are found in float32: beyond 2**22 bins the top score could round past the last one.
+MAX_NBINS = 1 << 22
 BLOCK_POOLING_FUNCTIONS = ("AVG", "MAX", "L2")
 
 # For non-negative IEEE floats the bit pattern read as a signed integer of the same width is
@@ -78,14 +80,11 @@ def num_to_keep(size, sparsity):
     return tf.cast(tf.clip_by_value(keep, 0.0, tf.cast(size, tf.float64)), tf.int32)
 
 
-def _bin_scale(span, nbins):
-    """Factor that maps offsets in [0, span] to bin positions in [0, nbins], in float32.
-
-    A zero (or denormal) span would make nbins / span infinite; the factor is capped so that
-    every offset still lands in a finite position (all in bin 0 for a zero span).
-    """
-    largest_finite_scale = np.finfo(np.float32).max / (2.0 * nbins)
-    return tf.minimum(nbins / tf.cast(span, tf.float32), largest_finite_scale)
+def _bin_width(span, nbins):
+    """Width of each of `nbins` equal bins over [0, span] in float32; a zero span (or one so
+    small that the width is not a normal float) gives the smallest normal width, so every
+    offset of it lands in bin 0 instead of dividing by zero."""
+    return tf.maximum(tf.cast(span, tf.float32) / nbins, np.finfo(np.float32).tiny)
 
 
 def _range_offsets(values, value_range):
@@ -99,12 +98,14 @@ def _range_offsets(values, value_range):
 def _bin_counts(offsets, span, nbins):
     """How many of `offsets` (float32, within [0, span]) fall in each of `nbins` equal bins.
 
-    The bin of x is floor(x * nbins / span) in float32 arithmetic; x = span counts in the last
-    bin. Counted by a multi-threaded bincount: `tf.histogram_fixed_width` counts on one thread
+    The bin of x is floor(x / (span / nbins)) in float32 arithmetic; x = span counts in the
+    last bin. Counted by a multi-threaded bincount: `tf.histogram_fixed_width` counts on one thread
     and takes fresh memory for its bin indices at every call, ~7x the cost of reading the
     values on a 50M-element weight.
     """
-    index = tf.cast(offsets * _bin_scale(span, nbins), tf.int32)
+    if not 1 <= nbins <= MAX_NBINS:
+        raise ValueError(f"nbins must be in [1, {MAX_NBINS}], got {nbins}")
+    index = tf.cast(offsets / _bin_width(span, nbins), tf.int32)
     counts = tf.raw_ops.DenseBincount(input=index, size=nbins + 1,
                                       weights=tf.constant([], tf.int32))
     return tf.concat([counts[:nbins - 1], counts[nbins - 1:nbins] + counts[nbins:]], axis=0)
@@ -132,7 +133,7 @@ def compute_cdf(values, value_range, nbins=_NBINS, name=None):
     """
     with tf.name_scope(name or "cdf"):
         offsets, span = _range_offsets(values, value_range)
-        index = tf.minimum(tf.cast(offsets * _bin_scale(span, nbins), tf.int32), nbins - 1)
+        index = tf.minimum(tf.cast(offsets / _bin_width(span, nbins), tf.int32), nbins - 1)
 
         def count_up_to(i, cdf):
             count = tf.reduce_sum(tf.cast(index <= i, tf.int32))

@@ -15,10 +15,9 @@ def numpy_exact_keep(scores, sparsity):
 
 def numpy_histogram_threshold(scores, sparsity, nbins):
     """The highest of nbins bin edges over [0, max] whose CDF is at most `sparsity`; the bin of
-    a score s is floor(s * (nbins / max)) in float32 arithmetic."""
+    a score s is floor(s / (max / nbins)) in float32 arithmetic."""
     scores = scores.astype(np.float32)
     top = scores.max()
-    scale = np.float32(nbins) / top
-    index = np.clip(np.floor(scores * scale), 0, nbins - 1).astype(int)
+    index = np.clip(np.floor(scores / (top / np.float32(nbins))), 0, nbins - 1).astype(int)
     cdf = (np.cumsum(np.bincount(index.reshape(-1), minlength=nbins)) / scores.size)
     return np.sum(cdf.astype(np.float32) <= np.float32(sparsity)) / nbins * top

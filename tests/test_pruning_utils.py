@@ -28,6 +28,27 @@ def test_cdf_clips_values_outside_the_range(cdf_fn):
     np.testing.assert_allclose(cdf, [0.1, 0.4, 0.5, 0.6, 1.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("nbins", [2, 255, pruning_utils.MAX_NBINS])
+@pytest.mark.parametrize("top", [1.0, 3.0e38])
+def test_top_of_the_range_counts_in_the_last_bin(nbins, top):
+    values = np.array([0.0, top], np.float32)
+    cdf = evaluate(lambda: pruning_utils.compute_cdf_from_histogram(values, [0.0, top], nbins))
+    np.testing.assert_array_equal(cdf[[0, -2, -1]], [0.5, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("top", [0.0, 1e-44])
+def test_a_zero_or_denormal_range_puts_everything_in_the_first_bin(top):
+    values = np.array([0.0, top, top], np.float32)
+    cdf = evaluate(lambda: pruning_utils.compute_cdf_from_histogram(values, [0.0, top], 8))
+    np.testing.assert_array_equal(cdf, np.ones(8))
+
+
+def test_too_many_bins_is_a_clear_error():
+    with pytest.raises(ValueError, match="nbins must be in \\[1, 4194304\\], got 4194305"):
+        evaluate(lambda: pruning_utils.compute_cdf_from_histogram(
+            np.ones(3, np.float32), [0.0, 1.0], pruning_utils.MAX_NBINS + 1))
+
+
 @pytest.mark.parametrize("shape", [[100, 100], [5, 5, 128, 128]])
 def test_compute_cdf_equals_histogram_cdf(shape):
     values = np.abs(np.random.RandomState(0).randn(*shape)).astype(np.float32)
