@@ -157,19 +157,35 @@ def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, de
     A threshold of zero prunes nothing (so sparsity 0, or an all-zero weight, keeps every entry).
     `max_score`, when the caller has it already, saves a pass over the scores.
     """
-    scores32 = tf.cast(scores, tf.float32)
-    top = tf.reduce_max(scores32) if max_score is None else tf.cast(max_score, tf.float32)
-    if use_tpu:
-        cdf = compute_cdf(scores32, [0.0, top], nbins=nbins)
-    else:
-        # The scores lie in [0, top] already: count them without clipping or shifting.
-        cdf = _normalised(tf.cumsum(_bin_counts(tf.reshape(scores32, [-1]), top, nbins)))
-    bins_below = tf.reduce_sum(tf.cast(cdf <= tf.cast(sparsity, tf.float32), tf.float32))
-    current = bins_below / nbins * top
-    smoothed = (1.0 - decay) * current + decay * tf.cast(previous_threshold, tf.float32)
-    # A threshold <= 0 keeps every score: compare against -inf then, in the same single pass.
-    effective = tf.where(smoothed > 0.0, smoothed, float("-inf"))
-    return smoothed, scores32 > effective
+    flat = tf.reshape(tf.cast(scores, tf.float32), [-1])
+    top = tf.reduce_max(flat) if max_score is None else tf.cast(max_score, tf.float32)
+    threshold, keep = _histogram_keep_function(nbins, float(decay), bool(use_tpu))(
+        flat, top, tf.cast(sparsity, tf.float32), tf.cast(previous_threshold, tf.float32))
+    return threshold, tf.reshape(keep, tf.shape(scores))
+
+
+@functools.lru_cache(maxsize=None)
+def _histogram_keep_function(nbins, decay, use_tpu):
+    """`histogram_threshold_mask` over flat float32 scores and their maximum, as one graph
+    function per setting: built once per graph and called with one op per weight, like
+    `_exact_keep_function`."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)]
+                 + [tf.TensorSpec([], tf.float32)] * 3, autograph=False)
+    def histogram_keep_flat(scores, top, sparsity, previous_threshold):
+        if use_tpu:
+            cdf = compute_cdf(scores, [0.0, top], nbins=nbins)
+        else:
+            # The scores lie in [0, top] already: count them without clipping or shifting.
+            cdf = _normalised(tf.cumsum(_bin_counts(scores, top, nbins)))
+        bins_below = tf.reduce_sum(tf.cast(cdf <= sparsity, tf.float32))
+        current = bins_below / nbins * top
+        smoothed = (1.0 - decay) * current + decay * previous_threshold
+        # A threshold <= 0 keeps every score: compare against -inf then, in the same pass.
+        effective = tf.where(smoothed > 0.0, smoothed, float("-inf"))
+        return smoothed, scores > effective
+
+    return histogram_keep_flat
 
 
 def _radix_passes(value_bits):

@@ -364,28 +364,37 @@ def test_update_groups_hold_at_most_the_largest_weight(sizes, min_group_size, gr
     assert model_pruning.pruning._update_groups(sizes, min_group_size) == groups
 
 
+def ancestor_names(op):
+    """Names of every op that `op` waits for, through data or control inputs."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent.name not in seen:
+                seen.add(parent.name)
+                stack.append(parent)
+    return seen
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_large_weights_update_one_after_another(graph, monkeypatch, method):
+def test_large_weights_update_one_group_after_another(graph, monkeypatch, method):
     monkeypatch.setattr(model_pruning.pruning, "UPDATE_GROUP_SIZE", 64)
-    for name, size in [("big1", 256), ("small", 16), ("big2", 256), ("big3", 128)]:
+    names = ["big1", "small1", "small2", "big2", "big3"]
+    for name, size in zip(names, [256, 16, 16, 256, 128]):
         values = np.random.RandomState(size).randn(size // 4, 4).astype(np.float32)
         model_pruning.apply_mask(variable(f"{name}/weights", values), name)
     update = model_pruning.Pruning(hparams(f"threshold_method={method}"),
                                    sparsity=tf.constant(0.5)).mask_update_op()
-    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-    metadata = tf.compat.v1.RunMetadata()
-    with session_with_init() as session:
-        session.run(update, options=options, run_metadata=metadata)
-    spans = {}
-    for node in (n for device in metadata.step_stats.dev_stats for n in device.node_stats):
-        weight = node.node_name.split("_pruning_ops/")[0].split("/")[-2] \
-            if "_pruning_ops/" in node.node_name else None
-        if weight:
-            start, end = node.all_start_micros, node.all_start_micros + node.all_end_rel_micros
-            first, last = spans.get(weight, (start, end))
-            spans[weight] = (min(first, start), max(last, end))
-    assert set(spans) == {"big1", "small", "big2", "big3"}
-    assert spans["big1"][1] <= spans["big2"][0] and spans["big2"][1] <= spans["big3"][0]
+    assigns = {op.name.split("/")[-2]: op for op in update.control_inputs
+               if op.name.endswith("/mask_assign")}
+    assert sorted(assigns) == sorted(names)
+    waits_for = {name: {other for other in names
+                        if assigns[other].name in ancestor_names(assigns[name])}
+                 for name in names}
+    # Groups of at most 256 elements: [big1], [small1, small2], [big2], [big3].
+    assert waits_for == {"big1": set(), "small1": {"big1"}, "small2": {"big1"},
+                         "big2": {"big1", "small1", "small2"},
+                         "big3": {"big1", "small1", "small2", "big2"}}
 
 
 def test_missing_global_step_is_a_clear_error():
