@@ -95,18 +95,24 @@ def _range_offsets(values, value_range):
     return values - low, high - low
 
 
-def _bin_counts(offsets, span, nbins):
-    """How many of `offsets` (float32, within [0, span]) fall in each of `nbins` equal bins.
-
-    The bin of x is floor(x / (span / nbins)) in float32 arithmetic; x = span counts in the
-    last bin. Counted by a multi-threaded bincount: `tf.histogram_fixed_width` counts on one thread
-    and takes fresh memory for its bin indices at every call, ~7x the cost of reading the
-    values on a 50M-element weight.
-    """
+def _bin_index(offsets, span, nbins):
+    """The bin of each of `offsets` (float32, within [0, span]) among `nbins` equal bins:
+    floor(x / (span / nbins)) in float32 arithmetic, so nbins for x = span. Both CDF builders
+    use it, so they agree on values at bin edges."""
     if not 1 <= nbins <= MAX_NBINS:
         raise ValueError(f"nbins must be in [1, {MAX_NBINS}], got {nbins}")
-    index = tf.cast(offsets / _bin_width(span, nbins), tf.int32)
-    counts = tf.raw_ops.DenseBincount(input=index, size=nbins + 1,
+    return tf.cast(offsets / _bin_width(span, nbins), tf.int32)
+
+
+def _bin_counts(offsets, span, nbins):
+    """How many of `offsets` (float32, within [0, span]) fall in each of `nbins` equal bins;
+    x = span counts in the last bin.
+
+    Counted by a multi-threaded bincount: `tf.histogram_fixed_width` counts on one thread and
+    takes fresh memory for its bin indices at every call, ~7x the cost of reading the values
+    on a 50M-element weight.
+    """
+    counts = tf.raw_ops.DenseBincount(input=_bin_index(offsets, span, nbins), size=nbins + 1,
                                       weights=tf.constant([], tf.int32))
     return tf.concat([counts[:nbins - 1], counts[nbins - 1:nbins] + counts[nbins:]], axis=0)
 
@@ -133,7 +139,7 @@ def compute_cdf(values, value_range, nbins=_NBINS, name=None):
     """
     with tf.name_scope(name or "cdf"):
         offsets, span = _range_offsets(values, value_range)
-        index = tf.minimum(tf.cast(offsets / _bin_width(span, nbins), tf.int32), nbins - 1)
+        index = tf.minimum(_bin_index(offsets, span, nbins), nbins - 1)
 
         def count_up_to(i, cdf):
             count = tf.reduce_sum(tf.cast(index <= i, tf.int32))
