@@ -1,8 +1,9 @@
 """`ModelPruningHook`: magnitude pruning for MonitoredTrainingSession and Estimator loops."""
 
+import numpy as np
 import tensorflow as tf
 
-from model_pruning.pruning import Pruning
+from model_pruning.pruning import Pruning, get_masks, validated_spec
 
 
 class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
@@ -13,24 +14,47 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
             while not sess.should_stop():
                 sess.run(train_op)
 
+    Each mask update is logged at INFO (`tf.compat.v1.logging`): the step, the scheduled
+    sparsity and the sparsity the masks reached.
+
     Args:
       hparams: pruning hparams: an HParams from `get_pruning_hparams()` or an hparams string.
       global_step: the global step; defaults to the graph's when the hook begins.
     Raises:
-      ValueError: from `begin()`, on invalid hparams or a graph without a global step.
+      ValueError: here, on invalid hparams; from `begin()`, on a graph without a global step.
     """
 
     def __init__(self, hparams, global_step=None):
-        self._hparams = hparams
+        self._hparams = validated_spec(hparams)
         self._global_step = global_step
         self.pruning = None
-        self._mask_update_op = None
+        self._update = self._read_step = None
+        self._report = None
+        self._last_update_step = None
 
     def begin(self):
         self.pruning = Pruning(self._hparams, global_step=self._global_step)
-        self._mask_update_op = self.pruning.conditional_mask_update_op()
+        self._read_step = self.pruning._read_last_update_step()
+        with tf.control_dependencies([self.pruning.conditional_mask_update_op()]):
+            # Read after the update, so a changed value means an update just ran.
+            self._update = tf.identity(self.pruning._read_last_update_step())
+        masks = get_masks()
+        zeros = tf.add_n([tf.cast(tf.size(mask), tf.float32) * tf.nn.zero_fraction(mask)
+                          for mask in masks]) if masks else tf.constant(0.0)
+        size = float(sum(mask.get_shape().num_elements() or 0 for mask in masks)) or 1.0
+        self._report = (self.pruning._sparsity, zeros / size)
         self.pruning.add_pruning_summaries()
+
+    def after_create_session(self, session, coord):
+        self._last_update_step = session.run(self._read_step)
 
     def after_run(self, run_context, run_values):
         # After the train op, so a step's update sees that step's weights and global step.
-        run_context.session.run(self._mask_update_op)
+        session = run_context.session
+        step = session.run(self._update)
+        if step != self._last_update_step:
+            scheduled, reached = session.run(self._report)
+            tf.compat.v1.logging.info(
+                "Pruning %s: masks updated at step %d: scheduled sparsity %.4f, "
+                "masks at %.4f", self._hparams.name, step, scheduled, np.float64(reached))
+        self._last_update_step = step

@@ -21,7 +21,7 @@ import numbers
 import tensorflow as tf
 import tf_slim as slim
 
-from model_pruning import compat, pruning
+from model_pruning import compat, masking, pruning
 
 # Input rank -> the data formats of tf.nn.convolution for it: (channels last, channels first).
 _CONV_DATA_FORMATS = {3: ("NWC", "NCW"), 4: ("NHWC", "NCHW"), 5: ("NDHWC", "NCDHW")}
@@ -123,9 +123,10 @@ class _MaskedLayer:
     def _build(self, inputs):
         dtype = inputs.dtype.base_dtype
         kernel_shape = self._kernel_shape(inputs)
-        self.kernel = tf.compat.v1.get_variable(
-            "kernel", shape=kernel_shape, dtype=dtype, initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer, trainable=self.trainable)
+        with masking.suspended():  # masked below, once, even inside masking_scope
+            self.kernel = tf.compat.v1.get_variable(
+                "kernel", shape=kernel_shape, dtype=dtype, initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer, trainable=self.trainable)
         if self.use_bias:
             self.bias = tf.compat.v1.get_variable(
                 "bias", shape=kernel_shape[-1:], dtype=dtype, initializer=self.bias_initializer,

@@ -12,6 +12,7 @@ and collections are exactly those of `apply_mask` in the weight's own scope
 
 import contextlib
 import re
+import threading
 
 import tensorflow as tf
 
@@ -35,6 +36,38 @@ def _compile(patterns, argument):
             raise ValueError(f"masking_scope {argument} pattern {pattern!r} is not a valid "
                              f"regex: {error}") from None
     return compiled
+
+
+_suspensions = threading.local()
+
+
+@contextlib.contextmanager
+def suspended():
+    """Inside, `masking_scope` passes new variables through unmasked.
+
+    For the masked layers and cells, which mask their own kernels with `apply_mask`: their
+    kernel stays a variable, and each weight gets one mask however the scopes nest.
+    """
+    _suspensions.depth = getattr(_suspensions, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _suspensions.depth -= 1
+
+
+def _is_suspended():
+    return getattr(_suspensions, "depth", 0) > 0
+
+
+def _mask_scope(weight_name):
+    """The variable scope of a weight's mask and threshold.
+
+    A layer's `weights` or `kernel` keeps contrib's names (`conv1/mask`); any other weight gets
+    a scope of its own (`sep/depthwise_weights/mask`), so a layer with two weights (slim's
+    separable conv) has two masks.
+    """
+    weight_scope, _, short_name = weight_name.rpartition("/")
+    return weight_scope if short_name in ("weights", "kernel") else weight_name
 
 
 def _absolute_scope(name):
@@ -69,13 +102,14 @@ def masking_scope(include=None, exclude=None):
 
     def masking_getter(getter, name, *args, **kwargs):
         variable = getter(name, *args, **kwargs)
-        if not is_included(name, variable, kwargs.get("trainable", True) is not False):
+        if _is_suspended() or not is_included(name, variable,
+                                              kwargs.get("trainable", True) is not False):
             return variable
         # The mask and the masked weight op go next to the weight, wherever the model creates
         # it from (slim's legacy layers create variables outside their name scope).
-        weight_scope = name.rpartition("/")[0]
-        with tf.compat.v1.variable_scope(_absolute_scope(weight_scope), auxiliary_name_scope=False), \
-                tf.compat.v1.name_scope(weight_scope + "/" if weight_scope else None):
+        mask_scope = _mask_scope(name)
+        with tf.compat.v1.variable_scope(_absolute_scope(mask_scope), auxiliary_name_scope=False), \
+                tf.compat.v1.name_scope(mask_scope + "/" if mask_scope else None):
             return pruning.apply_mask(variable)
 
     with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(),

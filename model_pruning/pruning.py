@@ -14,6 +14,7 @@ end_pruning_step] it recomputes every mask so that each weight reaches the sched
 """
 
 import re
+import warnings
 
 import tensorflow as tf
 
@@ -47,7 +48,8 @@ def get_pruning_hparams():
     do_not_prune: regexes of weights (or masks) that keep an all-ones mask.
     weight_sparsity_map: `regex:sparsity` entries giving matching weights their own target.
     block_dims_map: `regex:HxW` entries giving matching weights their own block shape.
-    threshold_decay: the threshold is smoothed as (1 - d) * new + d * previous (histogram only).
+    threshold_decay: the threshold is smoothed as (1 - d) * new + d * previous (histogram only)
+      until sparsity_function_end_step; from then on every update reaches the target.
     pruning_frequency: minimum number of global steps between two mask updates.
     nbins: histogram bins of the `histogram` threshold method.
     block_height / block_width: default block shape; -1 spans the whole dimension. A weight is
@@ -100,12 +102,20 @@ def _in_collection(obj, key):
     return any(item is obj for item in tf.compat.v1.get_collection(key))
 
 
+def _is_masked_weight(x):
+    """True for a product made by `apply_mask` (`.../masked_weight`, `masked_weight_1`, ...)."""
+    return (isinstance(x, tf.Tensor) and x.op.type == "Mul"
+            and x.op.name.rpartition("/")[2].startswith("masked_weight"))
+
+
 def apply_mask(x, scope=""):
     """Returns `mask * x` and registers `x` for pruning.
 
     Creates `<scope>/mask` and `<scope>/threshold` with `get_variable` (so reuse and partitioners
     of the enclosing variable scope apply) and the op `<name scope>/weights/masked_weight`. A
-    weight masked again under reuse (an RNN cell at each time step) is registered once.
+    weight masked again under reuse (an RNN cell at each time step) is registered once. A weight
+    that is already a masked product (code calling `apply_mask` inside `masking_scope`) is
+    returned as it is.
 
     Args:
       x: the weight: a variable, partitioned variable or tensor.
@@ -113,6 +123,8 @@ def apply_mask(x, scope=""):
     Returns:
       The masked weight tensor.
     """
+    if _is_masked_weight(x):
+        return x
     mask = pruning_utils.weight_mask_variable(x, scope)
     threshold = pruning_utils.weight_threshold_variable(x, scope)
     masked_weights = tf.multiply(mask, x, name=MASKED_WEIGHT_NAME)
@@ -229,6 +241,69 @@ def _parse_criterion_map(entries):
     return parsed
 
 
+def _check_values(spec):
+    """Raises a ValueError naming the first hparam whose value is not allowed."""
+    # Steps are compared with the int32 global step; bins and blocks are int32 sizes.
+    for name, value in sorted(spec.values().items()):
+        if type(value) is int and not -2**31 <= value < 2**31:
+            raise ValueError(f"{name} must be an int32, in [-2**31, 2**31), got {value}")
+    if spec.begin_pruning_step < 0:
+        raise ValueError(f"begin_pruning_step must be >= 0, got {spec.begin_pruning_step}")
+    if spec.end_pruning_step != -1 and spec.end_pruning_step <= spec.begin_pruning_step:
+        raise ValueError(
+            f"end_pruning_step must be -1 (no end) or > begin_pruning_step "
+            f"({spec.begin_pruning_step}), got {spec.end_pruning_step}")
+    if spec.sparsity_function_begin_step < 0:
+        raise ValueError(f"sparsity_function_begin_step must be >= 0, got "
+                         f"{spec.sparsity_function_begin_step}")
+    if spec.sparsity_function_begin_step >= spec.sparsity_function_end_step:
+        raise ValueError(
+            f"sparsity_function_end_step must be > sparsity_function_begin_step "
+            f"({spec.sparsity_function_begin_step}), got {spec.sparsity_function_end_step}")
+    for name in ("threshold_decay", "initial_sparsity", "target_sparsity"):
+        value = getattr(spec, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if spec.sparsity_function_exponent <= 0:
+        raise ValueError(f"sparsity_function_exponent must be > 0, got "
+                         f"{spec.sparsity_function_exponent}")
+    if spec.pruning_frequency < 1:
+        raise ValueError(f"pruning_frequency must be >= 1, got {spec.pruning_frequency}")
+    if not 2 <= spec.nbins <= pruning_utils.MAX_NBINS:
+        raise ValueError(f"nbins must be in [2, {pruning_utils.MAX_NBINS}], got {spec.nbins}")
+    _check_block_dims([spec.block_height, spec.block_width], "block_height/block_width")
+    if spec.block_pooling_function not in pruning_utils.BLOCK_POOLING_FUNCTIONS:
+        raise ValueError(
+            f"block_pooling_function must be one of "
+            f"{', '.join(pruning_utils.BLOCK_POOLING_FUNCTIONS)}, got "
+            f"{spec.block_pooling_function!r}")
+    if spec.threshold_method not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold_method must be one of {', '.join(THRESHOLD_METHODS)}, "
+                         f"got {spec.threshold_method!r}")
+    if spec.criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, "
+                         f"got {spec.criterion!r}")
+    if not 0.0 <= spec.taylor_decay < 1.0:
+        raise ValueError(f"taylor_decay must be in [0, 1), got {spec.taylor_decay}")
+
+
+def validated_spec(spec):
+    """`spec` (None, an hparams string, or an HParams-like object) as a fresh HParams whose
+    values and map entries are all checked, so a bad spec fails where it is given.
+
+    Raises:
+      ValueError: naming the bad hparam or map entry and what is allowed.
+    """
+    spec = _normalize_spec(spec)
+    _check_values(spec)
+    _parse_sparsity_map(spec.weight_sparsity_map)
+    _parse_block_dims_map(spec.block_dims_map)
+    _parse_criterion_map(spec.criterion_map)
+    for pattern in spec.do_not_prune:
+        _compile_pattern(pattern, "do_not_prune")
+    return spec
+
+
 def _single_match(pattern_map, name, hparam):
     """The value of the one entry whose regex is found in `name`, or None."""
     matches = [value for pattern, value in pattern_map.items() if pattern.search(name)]
@@ -265,8 +340,7 @@ class Pruning:
     """
 
     def __init__(self, spec=None, global_step=None, sparsity=None):
-        self._spec = _normalize_spec(spec)
-        self._validate_spec()
+        self._spec = validated_spec(spec)
         self._weight_sparsity_map = _parse_sparsity_map(self._spec.weight_sparsity_map)
         self._block_dims_map = _parse_block_dims_map(self._spec.block_dims_map)
         self._block_dims = [self._spec.block_height, self._spec.block_width]
@@ -281,52 +355,8 @@ class Pruning:
                              "map value / target_sparsity, so target_sparsity must be > 0")
         self._global_step = self._setup_global_step(global_step)
         self._sparsity = sparsity if self._external_sparsity else self._setup_sparsity()
+        self._threshold_decay = self._setup_threshold_decay()
         self._last_update_step = self._setup_last_update_step()
-
-    def _validate_spec(self):
-        spec = self._spec
-        # Steps are compared with the int32 global step; bins and blocks are int32 sizes.
-        for name, value in sorted(spec.values().items()):
-            if type(value) is int and not -2**31 <= value < 2**31:
-                raise ValueError(f"{name} must be an int32, in [-2**31, 2**31), got {value}")
-        if spec.begin_pruning_step < 0:
-            raise ValueError(f"begin_pruning_step must be >= 0, got {spec.begin_pruning_step}")
-        if spec.end_pruning_step != -1 and spec.end_pruning_step <= spec.begin_pruning_step:
-            raise ValueError(
-                f"end_pruning_step must be -1 (no end) or > begin_pruning_step "
-                f"({spec.begin_pruning_step}), got {spec.end_pruning_step}")
-        if spec.sparsity_function_begin_step < 0:
-            raise ValueError(f"sparsity_function_begin_step must be >= 0, got "
-                             f"{spec.sparsity_function_begin_step}")
-        if spec.sparsity_function_begin_step >= spec.sparsity_function_end_step:
-            raise ValueError(
-                f"sparsity_function_end_step must be > sparsity_function_begin_step "
-                f"({spec.sparsity_function_begin_step}), got {spec.sparsity_function_end_step}")
-        for name in ("threshold_decay", "initial_sparsity", "target_sparsity"):
-            value = getattr(spec, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
-        if spec.sparsity_function_exponent <= 0:
-            raise ValueError(f"sparsity_function_exponent must be > 0, got "
-                             f"{spec.sparsity_function_exponent}")
-        if spec.pruning_frequency < 1:
-            raise ValueError(f"pruning_frequency must be >= 1, got {spec.pruning_frequency}")
-        if not 2 <= spec.nbins <= pruning_utils.MAX_NBINS:
-            raise ValueError(f"nbins must be in [2, {pruning_utils.MAX_NBINS}], got {spec.nbins}")
-        _check_block_dims([spec.block_height, spec.block_width], "block_height/block_width")
-        if spec.block_pooling_function not in pruning_utils.BLOCK_POOLING_FUNCTIONS:
-            raise ValueError(
-                f"block_pooling_function must be one of "
-                f"{', '.join(pruning_utils.BLOCK_POOLING_FUNCTIONS)}, got "
-                f"{spec.block_pooling_function!r}")
-        if spec.threshold_method not in THRESHOLD_METHODS:
-            raise ValueError(f"threshold_method must be one of {', '.join(THRESHOLD_METHODS)}, "
-                             f"got {spec.threshold_method!r}")
-        if spec.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, "
-                             f"got {spec.criterion!r}")
-        if not 0.0 <= spec.taylor_decay < 1.0:
-            raise ValueError(f"taylor_decay must be in [0, 1), got {spec.taylor_decay}")
 
     def _setup_global_step(self, global_step):
         if global_step is None:
@@ -347,6 +377,22 @@ class Pruning:
     def _setup_sparsity(self):
         with tf.name_scope(self._spec.name):
             return self._schedule(self._spec.target_sparsity, "sparsity")
+
+    def _setup_threshold_decay(self):
+        """`threshold_decay` while the schedule ramps, 0 once it has reached its target.
+
+        Smoothing makes the threshold lag the schedule by about 1 / (1 - decay) updates
+        (10 at the default 0.9), which contrib users saw as masks far below the target after a
+        short ramp. From `sparsity_function_end_step` on, every update thresholds the scores
+        afresh, so the masks are at the target however short the ramp was. With an external
+        `sparsity` tensor the end of the schedule is unknown and the decay always applies.
+        """
+        decay = self._spec.threshold_decay
+        if self._external_sparsity or decay == 0.0:
+            return decay
+        with tf.name_scope(self._spec.name):
+            ramping = self._global_step < self._spec.sparsity_function_end_step
+            return tf.where(ramping, decay, 0.0, name="threshold_decay")
 
     def _setup_last_update_step(self):
         """The `<name>/last_mask_update_step` variable, shared by Pruning objects of one name.
@@ -396,7 +442,7 @@ class Pruning:
             return pruning_utils.exact_threshold_mask(scores, sparsity)
         return pruning_utils.histogram_threshold_mask(
             scores, sparsity, self._spec.nbins, previous_threshold,
-            self._spec.threshold_decay, self._spec.use_tpu, max_score)
+            self._threshold_decay, self._spec.use_tpu, max_score)
 
     def _taylor_keep(self, weights, sparsity, threshold, weight_name):
         """Keeps whole output channels (the last axis) of `weights` by their Taylor scores."""
@@ -466,6 +512,16 @@ class Pruning:
         updated = [(weight, mask, threshold)
                    for weight, mask, threshold in zip(weights, masks, thresholds)
                    if not self._is_excluded(weight, mask)]
+        if not masks:
+            warnings.warn(
+                f"Pruning {self._spec.name!r} found no masked weight in the graph, so nothing "
+                "will be pruned. Mask weights with apply_mask(weight, scope), the masked layers "
+                "and cells, or by building the model inside masking_scope(). Keras layers do "
+                "not create their weights through get_variable, so masking_scope cannot see "
+                "them.")
+        elif not updated:
+            warnings.warn(f"Pruning {self._spec.name!r}: do_not_prune matches every one of the "
+                          f"{len(masks)} masked weights, so nothing will be pruned.")
         assign_ops, previous_group = [], []
         sizes = [weight.get_shape().num_elements() for weight, _, _ in updated]
         for group in _update_groups(sizes, UPDATE_GROUP_SIZE):

@@ -159,26 +159,28 @@ def histogram_threshold_mask(scores, sparsity, nbins, previous_threshold=0.0, de
 
     threshold = (number of bins whose CDF is at most `sparsity`) / nbins * max(scores): the
     highest bin edge that prunes no more than `sparsity`. It is smoothed as
-    `(1 - decay) * threshold + decay * previous_threshold`; scores strictly above it are kept.
+    `(1 - decay) * threshold + decay * previous_threshold` (`decay`: a number or a scalar
+    tensor); scores strictly above it are kept.
     A threshold of zero prunes nothing (so sparsity 0, or an all-zero weight, keeps every entry).
     `max_score`, when the caller has it already, saves a pass over the scores.
     """
     flat = tf.reshape(tf.cast(scores, tf.float32), [-1])
     top = tf.reduce_max(flat) if max_score is None else tf.cast(max_score, tf.float32)
-    threshold, keep = _histogram_keep_function(nbins, float(decay), bool(use_tpu))(
-        flat, top, tf.cast(sparsity, tf.float32), tf.cast(previous_threshold, tf.float32))
+    threshold, keep = _histogram_keep_function(nbins, bool(use_tpu))(
+        flat, top, tf.cast(sparsity, tf.float32), tf.cast(previous_threshold, tf.float32),
+        tf.cast(decay, tf.float32))
     return threshold, tf.reshape(keep, tf.shape(scores))
 
 
 @functools.lru_cache(maxsize=None)
-def _histogram_keep_function(nbins, decay, use_tpu):
+def _histogram_keep_function(nbins, use_tpu):
     """`histogram_threshold_mask` over flat float32 scores and their maximum, as one graph
     function per setting: built once per graph and called with one op per weight, like
     `_exact_keep_function`."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)]
-                 + [tf.TensorSpec([], tf.float32)] * 3, autograph=False)
-    def histogram_keep_flat(scores, top, sparsity, previous_threshold):
+                 + [tf.TensorSpec([], tf.float32)] * 4, autograph=False)
+    def histogram_keep_flat(scores, top, sparsity, previous_threshold, decay):
         if use_tpu:
             cdf = compute_cdf(scores, [0.0, top], nbins=nbins)
         else:

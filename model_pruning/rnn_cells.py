@@ -17,7 +17,7 @@ import contextlib
 
 import tensorflow as tf
 
-from model_pruning import compat, pruning
+from model_pruning import compat, masking, pruning
 from model_pruning.compat import DropoutWrapper, LSTMStateTuple, MultiRNNCell  # noqa: F401
 
 
@@ -35,6 +35,10 @@ class _MaskedKernels:
 
     # (attribute the parent's call reads, variable scope of its mask inside the cell's or None)
     _MASKED_KERNELS = (("_kernel", None),)
+
+    def build(self, inputs_shape):
+        with masking.suspended():  # `call` masks the kernels, once, even inside masking_scope
+            super().build(inputs_shape)
 
     def call(self, inputs, state):
         with self._kernels_masked():

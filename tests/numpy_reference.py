@@ -21,3 +21,9 @@ def numpy_histogram_threshold(scores, sparsity, nbins):
     index = np.clip(np.floor(scores / (top / np.float32(nbins))), 0, nbins - 1).astype(int)
     cdf = (np.cumsum(np.bincount(index.reshape(-1), minlength=nbins)) / scores.size)
     return np.sum(cdf.astype(np.float32) <= np.float32(sparsity)) / nbins * top
+
+
+def numpy_batch_norm(x, epsilon=0.001):
+    """Batch norm in training mode over every axis but the last, without scale or offset."""
+    axes = tuple(range(x.ndim - 1))
+    return (x - x.mean(axes)) / np.sqrt(x.var(axes) + epsilon)

@@ -437,3 +437,40 @@ def test_invalid_spec_fails_at_construction(graph, text, fragment):
 
 def test_spec_may_be_a_string(graph):
     assert model_pruning.Pruning("name=from_text")._spec.name == "from_text"
+
+
+def test_histogram_threshold_is_smoothed_with_the_last_update_threshold(graph):
+    """threshold_k = (1 - d) * raw_k + d * threshold_(k-1): the previous update's threshold,
+    not the initial zero."""
+    values = np.random.RandomState(3).randn(50, 40).astype(np.float32)
+    sparsity = variable("sparsity", 0.5)
+    model_pruning.apply_mask(variable("w", values), "layer")
+    update = model_pruning.Pruning(hparams("threshold_decay=0.9"), sparsity=sparsity)
+    update_op = update.mask_update_op()
+    threshold = model_pruning.get_thresholds()[0]
+    expected = 0.0
+    with session_with_init() as session:
+        for target in (0.5, 0.8, 0.9):
+            session.run(sparsity.assign(target))
+            session.run(update_op)
+            expected = 0.1 * numpy_histogram_threshold(np.abs(values), target, 255) + 0.9 * expected
+            np.testing.assert_allclose(session.run(threshold), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("step, smoothed", [(50, True), (99, True), (100, False), (150, False)])
+def test_threshold_decay_applies_only_until_the_end_of_the_ramp(graph, step, smoothed):
+    values = np.random.RandomState(4).randn(50, 40).astype(np.float32)
+    masked = model_pruning.apply_mask(variable("w", values), "layer")
+    update = model_pruning.Pruning(hparams("threshold_decay=0.9,target_sparsity=0.9,"
+                                           "sparsity_function_end_step=100"))
+    update_op = update.mask_update_op()
+    with session_with_init() as session:
+        session.run(tf.compat.v1.train.get_global_step().assign(step))
+        scheduled = session.run(update._sparsity)
+        session.run(update_op)
+        raw = numpy_histogram_threshold(np.abs(values), scheduled, 255)
+        expected = 0.1 * raw if smoothed else raw
+        np.testing.assert_allclose(session.run(model_pruning.get_thresholds()[0]), expected,
+                                   rtol=1e-5)
+        if not smoothed:  # at the target, within one bin's share of the weights
+            assert 0.9 - 0.01 <= 1 - np.count_nonzero(session.run(masked)) / values.size <= 0.9
