@@ -1,9 +1,13 @@
 """`ModelPruningHook`: magnitude pruning for MonitoredTrainingSession and Estimator loops."""
 
+from __future__ import annotations
+
 import numpy as np
 import tensorflow as tf
 
-from model_pruning.pruning import Pruning, get_masks, validated_spec
+from model_pruning.hparams import HParams
+from model_pruning.pruning import Pruning, get_masks
+from model_pruning.spec import PruningSpec
 
 
 class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
@@ -24,8 +28,9 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
       ValueError: here, on invalid hparams; from `begin()`, on a graph without a global step.
     """
 
-    def __init__(self, hparams, global_step=None):
-        self._hparams = validated_spec(hparams)
+    def __init__(self, hparams: HParams | str,
+                 global_step: tf.Variable | tf.Tensor | None = None):
+        self._spec = PruningSpec(hparams)
         self._global_step = global_step
         self.pruning = None
         self._update = self._read_step = None
@@ -33,7 +38,7 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         self._last_update_step = None
 
     def begin(self):
-        self.pruning = Pruning(self._hparams, global_step=self._global_step)
+        self.pruning = Pruning(self._spec, global_step=self._global_step)
         self._read_step = self.pruning._read_last_update_step()
         with tf.control_dependencies([self.pruning.conditional_mask_update_op()]):
             # Read after the update, so a changed value means an update just ran.
@@ -42,7 +47,7 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         zeros = tf.add_n([tf.cast(tf.size(mask), tf.float32) * tf.nn.zero_fraction(mask)
                           for mask in masks]) if masks else tf.constant(0.0)
         size = float(sum(mask.get_shape().num_elements() or 0 for mask in masks)) or 1.0
-        self._report = (self.pruning._sparsity, zeros / size)
+        self._report = (self.pruning.sparsity, zeros / size)
         self.pruning.add_pruning_summaries()
 
     def after_create_session(self, session, coord):
@@ -56,5 +61,5 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
             scheduled, reached = session.run(self._report)
             tf.compat.v1.logging.info(
                 "Pruning %s: masks updated at step %d: scheduled sparsity %.4f, "
-                "masks at %.4f", self._hparams.name, step, scheduled, np.float64(reached))
+                "masks at %.4f", self._spec.hparams.name, step, scheduled, np.float64(reached))
         self._last_update_step = step

@@ -10,39 +10,27 @@ and collections are exactly those of `apply_mask` in the weight's own scope
 (`vgg_16/fc6/mask`, `vgg_16/fc6/weights/masked_weight`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import re
 import threading
+from collections.abc import Iterator, Sequence
 
 import tensorflow as tf
 
-from model_pruning import pruning
+from model_pruning import pruning, spec
 
 # Kernels of conv and fully-connected layers in slim (`weights`), tf.layers and RNN cells
 # (`kernel`), and slim's separable convs (`depthwise_weights`, `pointwise_weights`).
 DEFAULT_INCLUDE = r"(^|/)(weights|kernel|depthwise_weights|pointwise_weights)$"
 
 
-def _compile(patterns, argument):
-    if patterns is None:
-        return []
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as error:
-            raise ValueError(f"masking_scope {argument} pattern {pattern!r} is not a valid "
-                             f"regex: {error}") from None
-    return compiled
-
-
 _suspensions = threading.local()
 
 
 @contextlib.contextmanager
-def suspended():
+def suspended() -> Iterator[None]:
     """Inside, `masking_scope` passes new variables through unmasked.
 
     For the masked layers and cells, which mask their own kernels with `apply_mask`: their
@@ -76,7 +64,8 @@ def _absolute_scope(name):
 
 
 @contextlib.contextmanager
-def masking_scope(include=None, exclude=None):
+def masking_scope(include: str | Sequence[str] | None = None,
+                  exclude: str | Sequence[str] | None = None) -> Iterator[None]:
     """Masks the weights that code inside the block creates, without changing that code.
 
     Args:
@@ -89,8 +78,8 @@ def masking_scope(include=None, exclude=None):
     Raises:
       ValueError: if a pattern is not a valid regex.
     """
-    include_patterns = _compile(include, "include")
-    exclude_patterns = _compile(exclude, "exclude")
+    include_patterns = spec.compile_patterns(include, "masking_scope include pattern")
+    exclude_patterns = spec.compile_patterns(exclude, "masking_scope exclude pattern")
 
     def is_included(name, variable, trainable):
         if any(p.search(name) for p in exclude_patterns):

@@ -21,7 +21,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-_NBINS = 256
+# contrib's default for its CDF helpers below (the `nbins` hparam defaults to 255).
+_CONTRIB_CDF_NBINS = 256
 # Bins are found in float32: beyond 2**22 bins the top score could round past the last one.
 MAX_NBINS = 1 << 22
 BLOCK_POOLING_FUNCTIONS = ("AVG", "MAX", "L2")
@@ -123,7 +124,7 @@ def _normalised(cumulative_counts):
     return tf.cast(cdf / tf.maximum(cdf[-1], 1.0), tf.float32)
 
 
-def compute_cdf_from_histogram(values, value_range, nbins=_NBINS, name=None):
+def compute_cdf_from_histogram(values, value_range, nbins=_CONTRIB_CDF_NBINS, name=None):
     """Normalised cumulative histogram of `values` over `value_range` in `nbins` equal bins.
 
     Values below the range count in the first bin, values at or above its top in the last.
@@ -132,7 +133,7 @@ def compute_cdf_from_histogram(values, value_range, nbins=_NBINS, name=None):
         return _normalised(tf.cumsum(_bin_counts(*_range_offsets(values, value_range), nbins)))
 
 
-def compute_cdf(values, value_range, nbins=_NBINS, name=None):
+def compute_cdf(values, value_range, nbins=_CONTRIB_CDF_NBINS, name=None):
     """The same CDF as `compute_cdf_from_histogram`, built by counting `bin <= i` for each bin.
 
     It avoids scatter-style ops (the TPU-friendly variant selected by `use_tpu`).
@@ -308,27 +309,12 @@ def _first_true(flags, count):
 
 
 @functools.lru_cache(maxsize=None)
-def _kth_largest_function(dtype):
-    """`kth_largest` for one float dtype as a graph function over a flat tensor.
+def _exact_keep_function(dtype):
+    """`exact_threshold_mask` for one float dtype as a graph function over a flat tensor.
 
     Built once per graph and called with one op per weight, so a model with hundreds of masked
     weights does not add the selection's ops hundreds of times.
     """
-
-    @tf.function(input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.int32)],
-                 autograph=False)
-    def kth_largest_flat(scores, k):
-        keys, value_bits = _sort_keys(scores)
-        key = _radix_select(keys, k, value_bits)[0]
-        return tf.bitcast(tf.cast(key, _KEY_DTYPES[dtype]), dtype)
-
-    return kth_largest_flat
-
-
-@functools.lru_cache(maxsize=None)
-def _exact_keep_function(dtype):
-    """`exact_threshold_mask` for one float dtype as a graph function over a flat tensor,
-    built once per graph like `_kth_largest_function`."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.int32)],
                  autograph=False)
@@ -363,13 +349,6 @@ def _check_dtype(dtype):
     if dtype not in _KEY_DTYPES:
         raise ValueError(f"Exact thresholds need float16, bfloat16, float32 or float64 scores, "
                          f"got {dtype.name}")
-
-
-def kth_largest(scores, k):
-    """The k-th largest (1 <= k <= n) of non-negative float `scores`, by radix selection."""
-    dtype = scores.dtype.base_dtype
-    _check_dtype(dtype)
-    return _kth_largest_function(dtype)(tf.reshape(scores, [-1]), tf.cast(k, tf.int32))
 
 
 def exact_threshold_mask(scores, sparsity):
@@ -435,6 +414,21 @@ def pool_blocks(matrix, block_dims, pooling_function):
     return tf.sqrt(tf.reduce_sum(tf.square(blocks), axis=[1, 3]) / counts)
 
 
+def block_scores(magnitudes, block_dims, pooling_function):
+    """(scores, to_weight_shape) of a weight of rank >= 2 pruned in blocks.
+
+    The scores pool `magnitudes` (|w|) over the blocks of the weight's `as_matrix` view (-1 in
+    `block_dims` spans a whole dimension); `to_weight_shape` spreads one keep-flag per block
+    back over the weight's shape.
+    """
+    matrix = as_matrix(magnitudes)
+    height, width = matrix.get_shape().as_list()
+    block_dims = resolve_block_dims(block_dims, [height, width])
+    pooled = pool_blocks(matrix, block_dims, pooling_function)
+    return pooled, lambda keep: tf.reshape(
+        expand_tensor(keep, block_dims)[:height, :width], tf.shape(magnitudes))
+
+
 def expand_tensor(tensor, block_dims):
     """Repeats each entry of a rank-2 tensor into a [bh, bw] block: kron(tensor, ones(block_dims))."""
     if tensor.get_shape().ndims != 2:
@@ -443,6 +437,10 @@ def expand_tensor(tensor, block_dims):
         raise ValueError(f"block_dims must have 2 entries, got {block_dims}")
     expanded = tf.repeat(tensor, block_dims[0], axis=0)
     return tf.repeat(expanded, block_dims[1], axis=1)
+
+
+# Contrib's public helpers, kept for code that imports them from `pruning_utils`; the mask
+# update itself uses `pool_blocks` and `expand_tensor`.
 
 
 def kronecker_product(mat1, mat2):

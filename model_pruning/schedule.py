@@ -5,6 +5,9 @@
 
 Before `begin_step` the sparsity is `initial`, after `end_step` it is `target`. The pruning
 frequency does not enter the formula: masks follow it only as often as they are updated.
+
+The histogram threshold's smoothing (`threshold_decay`) follows the schedule too: it applies
+while the sparsity ramps and stops at `end_step` (`threshold_decay_at_step`).
 """
 
 import tensorflow as tf
@@ -22,3 +25,15 @@ def sparsity_at_step(step, begin_step, end_step, initial_sparsity, target_sparsi
                   (float(initial_sparsity) - float(target_sparsity))
                   * tf.pow(1.0 - progress, float(exponent)),
                   name=name)
+
+
+def threshold_decay_at_step(step, end_step, decay):
+    """`decay` before `end_step`, 0 from then on, as a float32 tensor (or 0.0 if `decay` is).
+
+    Smoothing makes the threshold lag the schedule by about 1 / (1 - decay) updates (10 at
+    contrib's default 0.9), so after a short ramp contrib left masks far below the target.
+    Once the schedule has reached it, every update thresholds afresh and reaches it too.
+    """
+    if decay == 0.0:
+        return 0.0
+    return tf.where(tf.cast(step, tf.int64) < end_step, float(decay), 0.0, name="threshold_decay")

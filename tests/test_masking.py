@@ -208,7 +208,7 @@ def train_with_pruning_hook(checkpoint_dir, last_step):
             first = read(global_step)
             while not session.should_stop():
                 session.run(train_op)
-            return first, read(masks), read(hook.pruning._sparsity)
+            return first, read(masks), read(hook.pruning.sparsity)
 
 
 def assert_masks_keep(masks, sparsity):

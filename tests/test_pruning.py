@@ -161,18 +161,18 @@ def test_schedule_before_inside_and_after_the_ramp(graph, step):
     p = model_pruning.Pruning(hparams(
         "initial_sparsity=0.1,target_sparsity=0.8,sparsity_function_begin_step=10,"
         "sparsity_function_end_step=110,sparsity_function_exponent=3"))
-    assert p._sparsity.op.name == "model_pruning/sparsity"
+    assert p.sparsity.op.name == "model_pruning/sparsity"
     with session_with_init() as session:
         session.run(global_step.assign(step))
         progress = min(max((step - 10) / 100.0, 0.0), 1.0)
         expected = 0.8 + (0.1 - 0.8) * (1 - progress) ** 3
-        np.testing.assert_allclose(session.run(p._sparsity), expected, rtol=1e-6)
+        np.testing.assert_allclose(session.run(p.sparsity), expected, rtol=1e-6)
 
 
 def test_external_sparsity_replaces_the_schedule(graph):
     p = model_pruning.Pruning(hparams("target_sparsity=0.9"), sparsity=variable("s", 0.5))
     with session_with_init() as session:
-        assert session.run(p._sparsity) == 0.5
+        assert session.run(p.sparsity) == 0.5
 
 
 def test_two_pruning_objects_share_the_step_variable(graph):
@@ -182,26 +182,27 @@ def test_two_pruning_objects_share_the_step_variable(graph):
     assert first._last_update_step.op.name == "test/last_mask_update_step"
 
 
-def test_spec_values_are_kept(graph):
+def test_spec_values_and_maps_are_kept(graph):
     p = model_pruning.Pruning(hparams(
         "name=test,threshold_decay=0.9,pruning_frequency=10,sparsity_function_end_step=100,"
         "target_sparsity=0.9,weight_sparsity_map=[conv1:0.8,conv2/kernel:0.8],"
         "block_dims_map=[dense1:4x4,dense2:1x4]"))
-    assert (p._spec.name, p._spec.pruning_frequency, p._spec.target_sparsity) == ("test", 10, 0.9)
-    assert {k.pattern: v for k, v in p._weight_sparsity_map.items()} == {
-        "conv1": 0.8, "conv2/kernel": 0.8}
-    assert {k.pattern: v for k, v in p._block_dims_map.items()} == {
-        "dense1": [4, 4], "dense2": [1, 4]}
+    spec = p._spec
+    assert (spec.hparams.name, spec.hparams.pruning_frequency) == ("test", 10)
+    assert [spec.target_sparsity(w) for w in ("conv1/weights", "conv2/kernel", "fc/w")] == [
+        0.8, 0.8, None]
+    assert [spec.block_dims(w) for w in ("dense1/kernel", "dense2/kernel", "fc/w")] == [
+        [4, 4], [1, 4], [1, 1]]
 
 
 def block_mask(weights, spec_text, name="weights"):
-    """The mask `_maybe_update_block_mask` computes for `weights` at sparsity 0.5."""
+    """The mask `Pruning._threshold_and_mask` computes for `weights` at sparsity 0.5."""
     with tf.Graph().as_default():
         tf.compat.v1.train.get_or_create_global_step()
         p = model_pruning.Pruning(hparams(spec_text + ",threshold_decay=0.0"),
                                   sparsity=tf.constant(0.5))
         weight_tensor = tf.constant(weights, name=name)
-        _, mask = p._maybe_update_block_mask(weight_tensor, tf.constant(0.0))
+        _, mask = p._threshold_and_mask(weight_tensor, tf.constant(0.0), name)
         assert mask.get_shape() == weight_tensor.get_shape()
         with tf.compat.v1.Session() as session:
             return session.run(mask)
@@ -238,9 +239,9 @@ def test_block_dims_minus_one_resolves_per_weight():
         tf.compat.v1.train.get_or_create_global_step()
         p = model_pruning.Pruning(hparams("block_height=1,block_width=-1,threshold_decay=0.0"),
                                   sparsity=tf.constant(0.5))
-        narrow = p._maybe_update_block_mask(tf.ones([4, 2]), tf.constant(0.0))[1]
-        wide = p._maybe_update_block_mask(tf.ones([4, 6]), tf.constant(0.0))[1]
-        assert p._block_dims == [1, -1]
+        narrow = p._threshold_and_mask(tf.ones([4, 2]), tf.constant(0.0), "narrow")[1]
+        wide = p._threshold_and_mask(tf.ones([4, 6]), tf.constant(0.0), "wide")[1]
+        assert p._spec.block_dims("wide") == [1, -1]
         assert narrow.get_shape() == [4, 2] and wide.get_shape() == [4, 6]
 
 
@@ -284,10 +285,17 @@ def test_weight_specific_sparsity(graph, method):
     np.testing.assert_allclose(sparsities, [0.6, 0.75, 0.6], atol=0.02)
 
 
-def test_weight_sparsity_map_with_two_matches_fails(graph):
+def test_weight_matching_two_map_entries_fails_when_pruning_is_built(graph):
     model_pruning.apply_mask(variable("layer1/weights", one_to_hundred()), "layer1")
-    p = model_pruning.Pruning(hparams("weight_sparsity_map=[layer:0.6,weights:0.7]"))
-    with pytest.raises(ValueError, match="Multiple matches in weight_sparsity_map.*layer1/weights"):
+    with pytest.raises(ValueError, match="Weight layer1/weights matches more than one "
+                                         "weight_sparsity_map entry: layer, weights"):
+        model_pruning.Pruning(hparams("weight_sparsity_map=[layer:0.6,weights:0.7]"))
+
+
+def test_weight_masked_after_pruning_is_built_is_checked_with_the_update_op(graph):
+    p = model_pruning.Pruning(hparams("block_dims_map=[layer:1x2,weights:2x1]"))
+    model_pruning.apply_mask(variable("layer1/weights", one_to_hundred()), "layer1")
+    with pytest.raises(ValueError, match="matches more than one block_dims_map entry"):
         p.mask_update_op()
 
 
@@ -436,7 +444,7 @@ def test_invalid_spec_fails_at_construction(graph, text, fragment):
 
 
 def test_spec_may_be_a_string(graph):
-    assert model_pruning.Pruning("name=from_text")._spec.name == "from_text"
+    assert model_pruning.Pruning("name=from_text")._hparams.name == "from_text"
 
 
 def test_histogram_threshold_is_smoothed_with_the_last_update_threshold(graph):
@@ -466,7 +474,7 @@ def test_threshold_decay_applies_only_until_the_end_of_the_ramp(graph, step, smo
     update_op = update.mask_update_op()
     with session_with_init() as session:
         session.run(tf.compat.v1.train.get_global_step().assign(step))
-        scheduled = session.run(update._sparsity)
+        scheduled = session.run(update.sparsity)
         session.run(update_op)
         raw = numpy_histogram_threshold(np.abs(values), scheduled, 255)
         expected = 0.1 * raw if smoothed else raw

@@ -146,11 +146,12 @@ def test_exact_mask_of_all_zeros_keeps_k():
     np.testing.assert_array_equal(keep.reshape(-1), np.arange(100) < 50)
 
 
-def test_kth_largest_matches_sort_including_tiny_values():
+def test_exact_threshold_is_the_kth_largest_including_tiny_values():
     values = np.concatenate([np.abs(np.random.RandomState(7).randn(5000)),
                              [0.0, 1e-42, 1e-38, 3e38]]).astype(np.float32)
     ks = [1, 2, 100, 2500, 5003, 5004]
-    found = evaluate(lambda: [pruning_utils.kth_largest(tf.constant(values), k) for k in ks])
+    found = evaluate(lambda: [pruning_utils.exact_threshold_mask(
+        tf.constant(values), 1.0 - k / values.size)[0] for k in ks])
     np.testing.assert_array_equal(found, np.sort(values)[::-1][np.array(ks) - 1])
 
 

@@ -236,7 +236,7 @@ def test_criterion_map_selects_taylor_per_layer():
         pruning.add_taylor_scores(loss)
         assert [v.op.name for v in tf.compat.v1.global_variables() if "taylor" in v.op.name] \
             == ["layer1/taylor_score"]
-        assert pruning._get_criterion("layer2/weights") == "magnitude"
+        assert pruning._spec.criterion("layer2/weights") == "magnitude"
 
 
 @pytest.mark.parametrize("spec_text, message", [
