@@ -1,5 +1,8 @@
 """`train`: tf-slim's training loop with a mask update after every step."""
 
+from __future__ import annotations
+
+import tensorflow as tf
 import tf_slim as slim
 
 from model_pruning import compat
@@ -7,13 +10,14 @@ from model_pruning import compat
 _USE_DEFAULT = 0
 
 
-def train(train_op, logdir, mask_update_op, train_step_fn=slim.learning.train_step,
+def train(train_op: tf.Tensor, logdir: str, mask_update_op: tf.Operation,
+          train_step_fn=slim.learning.train_step,
           train_step_kwargs=_USE_DEFAULT, log_every_n_steps=1, graph=None, master="",
           is_chief=True, global_step=None, number_of_steps=None, init_op=_USE_DEFAULT,
           init_feed_dict=None, local_init_op=_USE_DEFAULT, init_fn=None, ready_op=_USE_DEFAULT,
           summary_op=_USE_DEFAULT, save_summaries_secs=600, summary_writer=_USE_DEFAULT,
           startup_delay_steps=0, saver=None, save_interval_secs=600, sync_optimizer=None,
-          session_config=None, trace_every_n_steps=None):
+          session_config=None, trace_every_n_steps=None) -> float:
     """Runs `slim.learning.train` and `mask_update_op` after each training step.
 
     Takes slim's arguments plus `mask_update_op` (usually

@@ -6,6 +6,10 @@ into a pruned graph with a plain Saver fails with "Key .../mask not found in che
 pruning state at its initial values: masks at one, thresholds at zero.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
 import tensorflow as tf
 
 from model_pruning import pruning
@@ -36,7 +40,9 @@ def _check_fits(reader, checkpoint_path, var_list):
         raise ValueError("\n".join(lines))
 
 
-def warm_start_from_dense_checkpoint(checkpoint_path, var_list=None):
+def warm_start_from_dense_checkpoint(checkpoint_path: str,
+                                     var_list: Sequence[tf.Variable] | None = None
+                                     ) -> Callable[..., None]:
     """Returns a function that restores the model's weights from a checkpoint without masks.
 
     Call it while building the graph; run the returned function after the variables are
