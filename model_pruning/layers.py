@@ -16,7 +16,10 @@ are plain Python over `tf.compat.v1.get_variable`, not Keras layers: `tf.compat.
 unavailable under Keras 3. The slim functions run these classes inside slim's variable scope.
 """
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Sequence
 
 import tensorflow as tf
 import tf_slim as slim
@@ -322,13 +325,13 @@ def _conv_input_rank(inputs, data_format, conv_dims):
 
 
 @slim.add_arg_scope
-def masked_convolution(inputs,
-                       num_outputs,
-                       kernel_size,
-                       stride=1,
-                       padding="SAME",
-                       data_format=None,
-                       rate=1,
+def masked_convolution(inputs: tf.Tensor,
+                       num_outputs: int,
+                       kernel_size: int | Sequence[int],
+                       stride: int | Sequence[int] = 1,
+                       padding: str = "SAME",
+                       data_format: str | None = None,
+                       rate: int | Sequence[int] = 1,
                        activation_fn=tf.nn.relu,
                        normalizer_fn=None,
                        normalizer_params=None,
@@ -339,9 +342,9 @@ def masked_convolution(inputs,
                        reuse=None,
                        variables_collections=None,
                        outputs_collections=None,
-                       trainable=True,
-                       scope=None,
-                       conv_dims=None):
+                       trainable: bool = True,
+                       scope: str | None = None,
+                       conv_dims: int | None = None) -> tf.Tensor:
     """`slim.convolution` with a pruning mask on its weights: 1-D, 2-D or 3-D by input rank.
 
     Creates `<scope>/weights`, `<scope>/mask`, `<scope>/threshold` and, without a normalizer,
@@ -392,7 +395,7 @@ def masked_convolution(inputs,
 
 
 @slim.add_arg_scope
-def masked_conv2d(inputs, *args, **kwargs):
+def masked_conv2d(inputs: tf.Tensor, *args, **kwargs) -> tf.Tensor:
     """`masked_convolution` for rank-4 inputs (NHWC or NCHW) only, as `slim.conv2d` is.
 
     Takes the arguments of `masked_convolution` except `conv_dims`. Its arg_scope defaults
@@ -402,8 +405,8 @@ def masked_conv2d(inputs, *args, **kwargs):
 
 
 @slim.add_arg_scope
-def masked_fully_connected(inputs,
-                           num_outputs,
+def masked_fully_connected(inputs: tf.Tensor,
+                           num_outputs: int,
                            activation_fn=tf.nn.relu,
                            normalizer_fn=None,
                            normalizer_params=None,
@@ -414,8 +417,8 @@ def masked_fully_connected(inputs,
                            reuse=None,
                            variables_collections=None,
                            outputs_collections=None,
-                           trainable=True,
-                           scope=None):
+                           trainable: bool = True,
+                           scope: str | None = None) -> tf.Tensor:
     """`slim.fully_connected` with a pruning mask on its weights.
 
     Creates `<scope>/weights`, `<scope>/mask`, `<scope>/threshold` and, without a normalizer,
