@@ -11,14 +11,17 @@ weight tensors in a compressed sparse layout (a 90%-sparse conv+fc net: 13.1 MB 
 
 import tensorflow as tf
 
-from model_pruning.strip_pruning_vars_lib import check_node_names, normalize_node_names
+from model_pruning.strip_pruning_vars_lib import (check_node_names, normalize_node_names,
+                                                  reachable_nodes)
 
 
 def placeholder_inputs(graph_def, output_names):
     """Names of the Placeholder nodes the outputs depend on, in graph order."""
     output_names = normalize_node_names(output_names, "output_names")
-    needed = tf.compat.v1.graph_util.extract_sub_graph(graph_def, output_names)
-    return [node.name for node in needed.node if node.op == "Placeholder"]
+    check_node_names(output_names, (node.name for node in graph_def.node))
+    needed = reachable_nodes(graph_def, output_names)
+    return [node.name for node in graph_def.node
+            if node.name in needed and node.op == "Placeholder"]
 
 
 def to_tflite(graph_def, output_names, input_names=None, sparse=True, float16=False):
@@ -43,7 +46,9 @@ def to_tflite(graph_def, output_names, input_names=None, sparse=True, float16=Fa
         input_names = placeholder_inputs(graph_def, output_names)
         if not input_names:
             raise ValueError(f"The outputs {', '.join(output_names)} depend on no Placeholder; "
-                             "pass input_names to say which tensors are the model's inputs")
+                             "pass input_names to say which tensors are the model's inputs "
+                             "(for a graph that reads an input pipeline, freeze it with "
+                             "input_node_names)")
     else:
         input_names = normalize_node_names(input_names, "input_names")
     available = [node.name for node in graph_def.node]

@@ -31,8 +31,8 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from model_pruning.strip_pruning_vars_lib import (check_node_names, masked_weight_nodes,
-                                                  normalize_node_names)
+from model_pruning.strip_pruning_vars_lib import (check_node_names, keep_reachable,
+                                                  masked_weight_nodes, normalize_node_names)
 
 LayerShrink = collections.namedtuple(
     "LayerShrink", ["name", "shape_before", "shape_after", "flops_before", "flops_after", "note"])
@@ -535,7 +535,7 @@ def shrink_graph_def(graph_def, output_node_names):
     for layer in layers:
         _plan_layer(graph, output_node_names, layer, edits, notes)
     _apply(graph, edits)
-    shrunk = tf.compat.v1.graph_util.extract_sub_graph(shrunk, output_node_names)
+    keep_reachable(shrunk, output_node_names)
     for node in shrunk.node:
         if "_output_shapes" in node.attr:  # stale once channels are gone
             del node.attr["_output_shapes"]

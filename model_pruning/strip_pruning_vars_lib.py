@@ -8,10 +8,14 @@ mask * weight and keeps only what the outputs need, so no `mask`, `threshold` or
 Unlike contrib, the product is computed in numpy from the frozen constants, never by running
 the graph. So masked weights behind placeholders and inside while loops (dynamic_rnn, both as
 TF2 functional `While` ops and as TF1 `Enter`/`Exit` frames) fold the same way, and the
-caller's default graph is never touched.
+caller's default graph is never touched. A training graph that reads its input through
+tf.data or a queue is frozen with `input_node_names`: those tensors become placeholders and
+the input pipeline is left out.
 
-    frozen = graph_def_from_checkpoint("/tmp/train", ["logits"])
+    frozen = graph_def_from_checkpoint("/tmp/train", ["logits"],
+                                       input_node_names=["IteratorGetNext:0"])
     stripped = strip_pruning_vars_fn(frozen, ["logits"])
+    check_graph_loads(stripped)
 """
 
 import difflib
@@ -22,6 +26,7 @@ import re
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 _LOG = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ _MASKED_WEIGHT = re.compile(r"(^|/)masked_weight(_\d+)?$")
 _WHILE_OPS = ("While", "StatelessWhile")
 _VARIABLE_DEFINITION_OPS = ("VarHandleOp", "VariableV2", "Variable")
 _VARIABLE_OPS = _VARIABLE_DEFINITION_OPS + ("ReadVariableOp",)
+# Op types of the training input pipeline: tf.data datasets and iterators, queues, readers.
+_INPUT_PIPELINE_OP = re.compile(r"Dataset|Iterator|Queue|Reader")
 
 
 def _is_masked_weight(node):
@@ -382,7 +389,7 @@ def _remove_dead(scopes, trail):
     """Deletes what folding left unread inside function bodies: the Identity/Const nodes on
     the followed paths, then the loop variables that carried mask and weight into loops.
 
-    The top-level graph is left to `_keep_reachable`.
+    The top-level graph is left to `keep_reachable`.
     """
     changed = True
     while changed:
@@ -452,18 +459,31 @@ def _restore_payloads(graph_def, payloads):
             node.attr["value"].tensor.CopyFrom(payloads[node.name])
 
 
-def _keep_reachable(graph_def, output_node_names):
-    """Deletes the top-level nodes the outputs do not need, in place.
-
-    The nodes kept are those of `extract_sub_graph`, which would copy them all.
-    """
+def reachable_nodes(graph_def, output_node_names, colocations=False):
+    """Names of the top-level nodes the outputs need, through data and control inputs, and
+    with `colocations` through colocation entries too, as `extract_sub_graph` follows them."""
     inputs = {node.name: [_ref_name(ref) for ref in node.input] for node in graph_def.node}
+    if colocations:
+        for node in graph_def.node:
+            if "_class" in node.attr:  # reading a missing map entry would add it
+                inputs[node.name] += [entry.decode().removeprefix("loc:@")
+                                      for entry in node.attr["_class"].list.s]
     reachable, pending = set(), list(output_node_names)
     while pending:
         name = pending.pop()
         if name not in reachable:
             reachable.add(name)
             pending.extend(inputs[name])
+    return reachable
+
+
+def keep_reachable(graph_def, output_node_names):
+    """Deletes the top-level nodes the outputs do not need, in place, and the colocation
+    entries that named them.
+
+    The nodes kept are those of `extract_sub_graph`, which would copy them all.
+    """
+    reachable = reachable_nodes(graph_def, output_node_names)
     nodes = graph_def.node
     end = len(nodes)
     while end > 0:  # delete each run of unreachable nodes at once, last run first
@@ -475,6 +495,59 @@ def _keep_reachable(graph_def, output_node_names):
             start -= 1
         del nodes[start:end]
         end = start
+    _drop_dangling_colocations(graph_def)
+
+
+def _drop_dangling_colocations(graph_def):
+    """Removes the colocation entries (`loc:@node` in attr `_class`) that name a node the
+    graph does not have: TensorFlow refuses to import a node colocated with an unknown one."""
+    names = {node.name for node in graph_def.node}
+    for node in graph_def.node:
+        if "_class" not in node.attr:
+            continue
+        entries = node.attr["_class"].list.s
+        kept = [entry for entry in entries
+                if not entry.startswith(b"loc:@") or entry[len(b"loc:@"):].decode() in names]
+        if not kept:
+            del node.attr["_class"]
+        elif len(kept) < len(entries):
+            del entries[:]
+            entries.extend(kept)
+
+
+def _is_input_pipeline(node):
+    """True for tf.data datasets and iterators, queues and TF1 readers."""
+    return bool(_INPUT_PIPELINE_OP.search(node.op))
+
+
+def _tensor_id(ref):
+    """`a` -> `a:0`; `a:1` stays."""
+    return ref if ":" in ref else ref + ":0"
+
+
+def _drop_control_inputs_on_input_pipeline(graph_def):
+    """Removes the control inputs by which model nodes wait for input pipeline nodes: once
+    its inputs are placeholders, the model is fed and never waits for training input."""
+    pipeline = {node.name for node in graph_def.node if _is_input_pipeline(node)}
+    for node in graph_def.node:
+        if node.name in pipeline:
+            continue
+        kept = [ref for ref in node.input
+                if not (ref.startswith("^") and _ref_name(ref) in pipeline)]
+        if len(kept) < len(node.input):
+            del node.input[:]
+            node.input.extend(kept)
+
+
+def _warn_if_reading_input_pipeline(graph_def):
+    """Warns, naming the tensors to feed instead, when model nodes read input pipeline nodes."""
+    pipeline = {node.name for node in graph_def.node if _is_input_pipeline(node)}
+    reads = sorted({_tensor_id(ref) for node in graph_def.node if node.name not in pipeline
+                    for ref in node.input
+                    if not ref.startswith("^") and _ref_name(ref) in pipeline})
+    if reads:
+        _LOG.warning("The outputs read the training input pipeline at %s; to feed the model "
+                     "instead, pass input_node_names=%s", ", ".join(reads), ",".join(reads))
 
 
 def normalize_node_names(names, what="output_node_names"):
@@ -489,6 +562,22 @@ def normalize_node_names(names, what="output_node_names"):
     if not names:
         raise ValueError(f"{what} is empty: need at least 1 node name "
                          "(a list, or comma-separated like 'logits,probabilities')")
+    return names
+
+
+def normalize_tensor_names(names, what="input_node_names"):
+    """A list of tensor names (`node:index`, `node` meaning `node:0`) from a list or a
+    comma-separated string.
+
+    Raises:
+      ValueError: when no name is left.
+    """
+    if isinstance(names, str):
+        names = names.split(",")
+    names = [_tensor_id(name.strip()) for name in names if name.strip()]
+    if not names:
+        raise ValueError(f"{what} is empty: need at least 1 tensor name "
+                         "(a list, or comma-separated like 'IteratorGetNext:0,lengths')")
     return names
 
 
@@ -515,6 +604,12 @@ def masked_weight_nodes(graph_def):
             if node.op in ("Mul", "Const") and _MASKED_WEIGHT.search(node.name)]
 
 
+def folded_weights(graph_def):
+    """(name, array) of every masked weight a stripped graph holds as a constant."""
+    return [(node.name, _tensor_value(node.attr["value"].tensor))
+            for _, node in masked_weight_nodes(graph_def) if node.op == "Const"]
+
+
 def strip_pruning_vars_fn(input_graph_def, output_node_names):
     """Folds each masked weight into a constant and keeps only the outputs' sub-graph.
 
@@ -538,7 +633,8 @@ def strip_pruning_vars_fn(input_graph_def, output_node_names):
     trail, folded = [], {}
     masked_weights = [(scope, node) for scope in scopes.all() for node in scope.nodes
                       if _is_masked_weight(node)]
-    for scope, node in masked_weights:
+    for number, (scope, node) in enumerate(masked_weights, start=1):
+        _LOG.info("Folding masked weight %d/%d: %s", number, len(masked_weights), node.name)
         try:
             _fold(scopes, scope, node, trail, folded)
         except _NotConstant as reason:
@@ -548,10 +644,33 @@ def strip_pruning_vars_fn(input_graph_def, output_node_names):
         _LOG.warning("The graph has no masked weight to fold (no Mul node named "
                      "'.../masked_weight'); it is only reduced to the outputs' sub-graph")
     _remove_dead(scopes, trail)
-    _keep_reachable(graph_def, output_node_names)
+    keep_reachable(graph_def, output_node_names)
     _prune_library(graph_def)
     _restore_payloads(graph_def, payloads)
     return graph_def
+
+
+def _one_line(error):
+    """The first informative line of an error message (TensorFlow's run errors start with
+    headers such as "Graph execution error:")."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    informative = [line for line in lines
+                   if line and not line.endswith(":") and not line.startswith("Node:")]
+    return informative[0] if informative else type(error).__name__
+
+
+def check_graph_loads(graph_def):
+    """Imports `graph_def` into a fresh tf.Graph.
+
+    Raises:
+      ValueError: in one line naming what TensorFlow rejects (e.g. a node colocated with a
+        node the graph does not have), if the graph would not load.
+    """
+    try:
+        with tf.Graph().as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+    except (ValueError, tf.errors.OpError) as error:
+        raise ValueError(f"The graph would not load: {_one_line(error)}") from None
 
 
 def checkpoint_path(checkpoint_dir, checkpoint=None):
@@ -562,20 +681,30 @@ def checkpoint_path(checkpoint_dir, checkpoint=None):
       ValueError: naming the directory and what it holds when no checkpoint is found, or
         when the checkpoint has no meta graph to freeze.
     """
-    if checkpoint:
-        candidates = [checkpoint]
-        if checkpoint_dir and not os.path.isabs(checkpoint):
-            candidates.append(os.path.join(checkpoint_dir, checkpoint))
-        prefix = next((p for p in candidates if tf.io.gfile.exists(p + ".index")
-                       or tf.io.gfile.exists(p + ".meta")), None)
-        if prefix is None:
-            raise ValueError(f"Checkpoint {checkpoint!r} not found: none of "
-                             f"{', '.join(p + '.index' for p in candidates)} exists")
-    else:
-        prefix = _latest_checkpoint(checkpoint_dir)
+    prefix = find_checkpoint(checkpoint_dir, checkpoint)
     if not tf.io.gfile.exists(prefix + ".meta"):
         raise ValueError(f"Checkpoint {prefix} has no meta graph {prefix}.meta (was it saved "
                          "with write_meta_graph=False?); freezing needs the saved graph")
+    return prefix
+
+
+def find_checkpoint(checkpoint_dir, checkpoint=None):
+    """`checkpoint` (as is, or inside `checkpoint_dir`) if given, else the latest checkpoint
+    of `checkpoint_dir`.
+
+    Raises:
+      ValueError: naming the directory and what it holds when no checkpoint is found.
+    """
+    if not checkpoint:
+        return _latest_checkpoint(checkpoint_dir)
+    candidates = [checkpoint]
+    if checkpoint_dir and not os.path.isabs(checkpoint):
+        candidates.append(os.path.join(checkpoint_dir, checkpoint))
+    prefix = next((p for p in candidates if tf.io.gfile.exists(p + ".index")
+                   or tf.io.gfile.exists(p + ".meta")), None)
+    if prefix is None:
+        raise ValueError(f"Checkpoint {checkpoint!r} not found: none of "
+                         f"{', '.join(p + '.index' for p in candidates)} exists")
     return prefix
 
 
@@ -596,6 +725,32 @@ def _latest_checkpoint(checkpoint_dir):
             holds += (f"; it has no 'checkpoint' state file, pass one prefix with "
                       f"--checkpoint, e.g. {prefixes[-1]}")
     raise ValueError(f"Could not find a checkpoint at: {checkpoint_dir} ({holds})")
+
+
+def open_checkpoint(prefix):
+    """A reader of the checkpoint `prefix` (`tf.train.load_checkpoint`).
+
+    Raises:
+      ValueError: in one line, when its index cannot be read (missing, truncated).
+    """
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as error:
+        raise ValueError(f"Checkpoint {prefix} cannot be read: {prefix}.index: "
+                         f"{_one_line(error)}") from None
+
+
+def read_tensor(reader, prefix, key):
+    """The value of `key` in the checkpoint, copied out of TensorFlow's memory.
+
+    Raises:
+      ValueError: in one line, when the data files are truncated or corrupt.
+    """
+    try:
+        return np.array(reader.get_tensor(key))
+    except (tf.errors.OpError, IndexError) as error:  # a truncated .data file: IndexError
+        raise ValueError(f"Checkpoint {prefix} cannot be read: tensor {key}: "
+                         f"{_one_line(error)}") from None
 
 
 def _checkpoint_keys(graph, saver):
@@ -630,59 +785,172 @@ class _CheckpointValues:
     and fetched) while the constants are built, a third copy.
     """
 
-    def __init__(self, prefix, keys):
-        self._reader = tf.train.load_checkpoint(prefix)
+    def __init__(self, reader, prefix, keys):
+        self._reader = reader
+        self._prefix = prefix
         self._keys = keys
 
     def run(self, fetches):
         # A resource variable is fetched as `<name>/Read/ReadVariableOp:0`. Each value is
         # copied out of TensorFlow's memory, whose allocator (with oneDNN) keeps what is freed
         # for its own later use, so the values' memory is returned once the constants exist.
-        return [np.array(self._reader.get_tensor(
-            self._keys[_ref_name(name).removesuffix("/Read/ReadVariableOp")]))
-            for name in fetches]
+        return [read_tensor(self._reader, self._prefix,
+                            self._keys[_ref_name(name).removesuffix("/Read/ReadVariableOp")])
+                for name in fetches]
 
 
-def graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint=None):
+def _placeholders(graph, tensor_names, shapes):
+    """{tensor name: Placeholder NodeDef} replacing each named tensor of `graph`: its dtype,
+    and its shape in `shapes` (default: its static shape).
+
+    The placeholder of output 0 takes the node's name, so it is fed as the tensor was; that
+    of output k is named `<node>_<k>` (made unique).
+    """
+    if shapes is not None and len(shapes) != len(tensor_names):
+        raise ValueError(f"input_shapes gives {len(shapes)} shapes for the "
+                         f"{len(tensor_names)} input_node_names {', '.join(tensor_names)}")
+    check_node_names([name.rpartition(":")[0] for name in tensor_names],
+                     (op.name for op in graph.get_operations()), kind="input")
+    taken = {op.name for op in graph.get_operations()}
+    placeholders = {}
+    for number, name in enumerate(tensor_names):
+        node_name, _, index = name.rpartition(":")
+        outputs = graph.get_operation_by_name(node_name).outputs
+        if not index.isdigit() or int(index) >= len(outputs):
+            raise ValueError(f"Input tensor {name!r} is not in the graph: {node_name} has "
+                             f"{len(outputs)} outputs, {node_name}:0 to "
+                             f"{node_name}:{len(outputs) - 1}")
+        tensor = outputs[int(index)]
+        shape = tensor.shape if shapes is None else tf.TensorShape(shapes[number])
+        if tensor.shape.rank is not None and shape.rank != tensor.shape.rank:
+            raise ValueError(f"input_shapes gives {name} the shape {shape.as_list()}; the "
+                             f"tensor has rank {tensor.shape.rank} (shape {tensor.shape})")
+        placeholder = tf.compat.v1.NodeDef(op="Placeholder", name=node_name)
+        if index != "0":
+            placeholder.name = _fresh_name(taken, f"{node_name}_{index}")
+        placeholder.attr["dtype"].type = tensor.dtype.as_datatype_enum
+        placeholder.attr["shape"].shape.CopyFrom(shape.as_proto())
+        placeholders[name] = placeholder
+        _LOG.info("Input %s becomes the placeholder %s: %s %s", name, placeholder.name,
+                  tensor.dtype.name, shape)
+    return placeholders
+
+
+def _fresh_name(taken, base):
+    name, suffix = base, 0
+    while name in taken:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    taken.add(name)
+    return name
+
+
+def _replace_by_placeholders(graph_def, placeholders):
+    """Makes the readers of each named tensor read its placeholder instead, in place.
+
+    For output 0 the node itself becomes the placeholder (its inputs, and what only they
+    needed, drop out of the outputs' sub-graph); other outputs get new nodes.
+    """
+    renamed = {name: placeholder.name for name, placeholder in placeholders.items()
+               if not name.endswith(":0")}
+    for node in graph_def.node:
+        for i, ref in enumerate(node.input):
+            if not ref.startswith("^") and _tensor_id(ref) in renamed:
+                node.input[i] = renamed[_tensor_id(ref)]
+    in_place = {placeholder.name: placeholder for name, placeholder in placeholders.items()
+                if name.endswith(":0")}
+    for node in graph_def.node:
+        if node.name in in_place:
+            node.CopyFrom(in_place[node.name])
+    graph_def.node.extend(placeholders[name] for name in renamed)
+
+
+def graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint=None,
+                              input_node_names=None, input_shapes=None):
     """Freezes a checkpoint into a GraphDef of the outputs' sub-graph.
 
     The meta graph is imported into a private tf.Graph, so the caller's default graph is
     untouched and repeated calls do not accumulate. Variables the saver restores whole are
     read straight from the checkpoint, so the values are never held in a session as well.
 
+    A training checkpoint reads its input from a pipeline (tf.data iterator, queue); name the
+    tensors it yields in `input_node_names` and they become placeholders, and the pipeline,
+    no longer needed, is left out.
+
     Args:
       checkpoint_dir: directory whose latest checkpoint is used.
       output_node_names: list of output node names (or one comma-separated string).
       checkpoint: optional checkpoint prefix to use instead of the latest one.
+      input_node_names: tensors to replace by placeholders, `node` (output 0) or
+        `node:index` (list or comma-separated string), e.g. `IteratorGetNext:0`.
+      input_shapes: one shape per input, a list of dims with None for a free one (e.g.
+        `[[None, 24, 24, 3]]`); default: each tensor's shape in the graph.
     Returns:
       The frozen GraphDef: variables replaced by constants.
     Raises:
-      ValueError: when no checkpoint is found, no output is given or an output is missing.
+      ValueError: when no checkpoint is found or it cannot be read, no output is given, or an
+        output or input is missing.
     """
     output_node_names = normalize_node_names(output_node_names)
+    if input_node_names is not None:
+        input_node_names = normalize_tensor_names(input_node_names)
     prefix = checkpoint_path(checkpoint_dir, checkpoint)
+    reader = open_checkpoint(prefix)
+    _LOG.info("Reading the graph %s.meta", prefix)
     graph = tf.Graph()
     with graph.as_default():
-        saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
+        try:
+            saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
+        except (ValueError, DecodeError) as error:
+            raise ValueError(f"Checkpoint {prefix} cannot be read: {prefix}.meta (truncated?): "
+                             f"{_one_line(error)}") from None
     check_node_names(output_node_names, (op.name for op in graph.get_operations()))
     graph_def = graph.as_graph_def()
+    if input_node_names is not None:
+        _replace_by_placeholders(graph_def, _placeholders(graph, input_node_names, input_shapes))
+        _drop_control_inputs_on_input_pipeline(graph_def)
+    # The variables freezing will fetch: it keeps colocated nodes too.
+    needed = reachable_nodes(graph_def, output_node_names, colocations=True)
+    variables = [node.name for node in graph_def.node
+                 if node.name in needed and node.op in _VARIABLE_DEFINITION_OPS]
+    _LOG.info("Freezing %d variables of %s", len(variables), prefix)
     keys = _checkpoint_keys(graph, saver)
-    needed = [node.name for node in
-              tf.compat.v1.graph_util.extract_sub_graph(graph_def, output_node_names).node
-              if node.op in _VARIABLE_DEFINITION_OPS]
-    if all(name in keys for name in needed):  # else restore into a session, as the saver does
-        return _freeze(_CheckpointValues(prefix, keys), graph_def, output_node_names)
-    with tf.compat.v1.Session(graph=graph) as session:
-        if saver is not None:
-            saver.restore(session, prefix)
-        return _freeze(session, graph_def, output_node_names)
+    if all(name in keys for name in variables):  # else restore into a session, as the saver does
+        frozen = _freeze(_CheckpointValues(reader, prefix, keys), graph_def, output_node_names)
+    else:
+        with tf.compat.v1.Session(graph=graph) as session:
+            if saver is not None:
+                try:
+                    saver.restore(session, prefix)
+                except tf.errors.OpError as error:
+                    raise ValueError(f"Checkpoint {prefix} cannot be restored: "
+                                     f"{_one_line(error)}") from None
+            frozen = _freeze(session, graph_def, output_node_names)
+    _warn_if_reading_input_pipeline(frozen)
+    return frozen
+
+
+class _WithoutDeprecationWarnings(logging.Filter):
+    """Drops TensorFlow's "... is deprecated and will be removed" log records."""
+
+    def filter(self, record):
+        return "is deprecated and will be removed" not in str(record.msg)
 
 
 def _freeze(session, graph_def, output_node_names):
     """`convert_variables_to_constants`, then a collection of the reference cycles it leaves:
     they hold the returned GraphDef, which would otherwise outlive the caller's last use
-    until the next garbage collection."""
-    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-        session, graph_def, output_node_names)
+    until the next garbage collection.
+
+    It is TensorFlow's only public way to freeze a TF1 graph, and deprecated: its warning
+    is dropped.
+    """
+    deprecation = _WithoutDeprecationWarnings()
+    tf.get_logger().addFilter(deprecation)
+    try:
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+            session, graph_def, output_node_names)
+    finally:
+        tf.get_logger().removeFilter(deprecation)
     gc.collect()
     return frozen

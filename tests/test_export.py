@@ -68,11 +68,12 @@ def sparse_conv_fc():
     return frozen, strip_pruning_vars_fn(frozen, ["output"]), feeds
 
 
-def test_stripped_graph_of_90_percent_sparse_model_compresses_4x(sparse_conv_fc):
+def test_stripped_graph_of_90_percent_sparse_model_compresses_over_3x(sparse_conv_fc):
+    """With the report's fast gzip level (level 6 reaches 4x)."""
     frozen, stripped, _ = sparse_conv_fc
     dense_gzip = strip_pruning_vars.gzip_size(frozen.SerializeToString())
     stripped_gzip = strip_pruning_vars.gzip_size(stripped.SerializeToString())
-    assert stripped_gzip <= 0.25 * dense_gzip, (stripped_gzip, dense_gzip)
+    assert stripped_gzip <= dense_gzip / 3, (stripped_gzip, dense_gzip)
 
 
 def test_sparse_tflite_is_5x_smaller_and_matches_tf(sparse_conv_fc):

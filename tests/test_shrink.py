@@ -100,6 +100,18 @@ def test_constant_channels_fold_into_the_next_bias(size, padding):
     assert "removed 3 of 8 input rows fed by Conv2D" in layers["Conv2D_1"].note
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_padded_conv_with_a_bias_gets_constant_channels_back(stride):
+    """Folding a constant channel into the next bias is exact only where the whole kernel
+    window lies inside the input: a SAME-padded 3x3 conv sees the constant cut at the borders,
+    so the channel is re-created, bias or not."""
+    layers = shrink_and_check(lambda x: tf.nn.bias_add(
+        tf.nn.conv2d(tf.nn.relu(pruned_conv(x)), kernel([3, 3, 8, 5], seed=2), stride, "SAME"),
+        bias(5, seed=3)))
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
+    assert "1 channel re-created as constants before Conv2D_1" in layers["Conv2D"].note
+
+
 def test_consumer_without_bias_gets_constant_channels_back():
     layers = shrink_and_check(
         lambda x: conv(tf.nn.relu(pruned_conv(x)), 5, seed=2, padding="VALID"))

@@ -1,4 +1,4 @@
-"""strip_pruning_vars_lib and the strip_pruning_vars CLI, checked against numpy mask * weight.
+"""strip_pruning_vars_lib, checked against numpy mask * weight (the CLI: test_strip_cli.py).
 
 Each model is pruned once to an exact sparsity (threshold_method=exact), frozen, stripped and
 run. Frozen and stripped graphs are run with grappler off: with it on, oneDNN picks other
@@ -9,16 +9,13 @@ whether stripping itself changed anything.
 import logging
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
 
 import model_pruning
-from model_pruning import strip_pruning_vars, strip_pruning_vars_lib
+from model_pruning import strip_pruning_vars_lib
 from model_pruning.strip_pruning_vars_lib import (graph_def_from_checkpoint,
                                                   strip_pruning_vars_fn)
 
@@ -164,8 +161,8 @@ def fc_model_with_layers():
 
 def stacked_lstm_cell():
     rnn_cells = pytest.importorskip("model_pruning.rnn_cells")
-    return model_pruning.compat.MultiRNNCell([rnn_cells.MaskedBasicLSTMCell(10, forget_bias=0.0, reuse=False)
-                           for _ in range(2)])
+    return model_pruning.compat.MultiRNNCell(
+        [rnn_cells.MaskedBasicLSTMCell(10, forget_bias=0.0, reuse=False) for _ in range(2)])
 
 
 def static_lstm_model():
@@ -427,105 +424,142 @@ def test_no_checkpoint_dir_given():
         graph_def_from_checkpoint("", ["output"])
 
 
-def test_cli_runs_end_to_end_as_a_subprocess(checkpoint_dir, tmp_path):
-    directory, feeds = checkpoint_dir
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [sys.executable, "-m", "model_pruning.strip_pruning_vars",
-         f"--checkpoint_dir={directory}", "--output_node_names=output",
-         f"--output_dir={tmp_path}"],
-        capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    for layer in ["fc0", "fc1", "fc2"]:
-        assert re.search(rf"^{layer}/weights/masked_weight +\d+x\d+ +\d+/\d+ +\d+\.\d+%$",
-                         result.stdout, re.M)
-    assert re.search(r"^dense frozen graph: [\d,]+ bytes, [\d,]+ bytes gzip-compressed$",
-                     result.stdout, re.M)
-    assert re.search(r"^stripped graph: [\d,]+ bytes, [\d,]+ bytes gzip-compressed$",
-                     result.stdout, re.M)
-    written = tf.compat.v1.GraphDef.FromString((tmp_path / "pruning_stripped.pb").read_bytes())
-    expected = strip_pruning_vars_fn(graph_def_from_checkpoint(directory, "output"), "output")
-    assert written == expected
-    assert os.listdir(tmp_path) == ["pruning_stripped.pb"]  # no temporary file left
+
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float16], ids=["float64", "float16"])
+def test_strip_keeps_the_weights_dtype(dtype):
+    """A float64 or float16 product folded as float32 would not even import."""
+
+    def fc_model():
+        inputs = tf.compat.v1.placeholder(dtype, [None, 4], name="input")
+        with tf.compat.v1.variable_scope("fc"):
+            kernel = tf.compat.v1.get_variable(
+                "weights", [4, 3], dtype=dtype,
+                initializer=tf.compat.v1.random_normal_initializer())
+            masked = model_pruning.apply_mask(kernel)
+        tf.identity(tf.matmul(inputs, masked), name="output")
+        return {"input": _RNG.uniform(-1, 1, (8, 4)).astype(dtype.as_numpy_dtype)}
+
+    _, stripped = assert_strips_exactly(fc_model, 0.5, 1)
+    assert [value.dtype for value in folded_values(stripped)] == [dtype.as_numpy_dtype]
+    strip_pruning_vars_lib.check_graph_loads(stripped)
 
 
-def cli(*args):
-    return strip_pruning_vars.main([str(arg) for arg in args])
+def save_tf_data_checkpoint(directory):
+    """Saves, as training does, an fc model that reads (features, scale, label) batches from a
+    tf.data iterator and waits, by a control dependency, for a second iterator.
 
-
-def test_cli_writes_pbtxt(checkpoint_dir, tmp_path, capsys):
-    directory, _ = checkpoint_dir
-    assert cli(f"--checkpoint_dir={directory}", "--output_node_names=output",
-               f"--output_dir={tmp_path}", "--output_format=pbtxt") == 0
-    text = (tmp_path / "pruning_stripped.pbtxt").read_text()
-    parsed = text_format.Parse(text, tf.compat.v1.GraphDef())
-    assert pruning_var_names(parsed) == [] and len(folded_values(parsed)) == 3
-    assert "pbtxt file:" in capsys.readouterr().out
-
-
-def test_cli_keeps_an_existing_output_unless_overwrite(checkpoint_dir, tmp_path, capsys):
-    directory, _ = checkpoint_dir
-    output = tmp_path / "model.pb"
-    output.write_bytes(b"precious")
-    args = [f"--checkpoint_dir={directory}", "--output_node_names=output",
-            f"--output_dir={tmp_path}", "--filename=model.pb"]
-    assert cli(*args) == 1
-    assert "model.pb already exists; pass --overwrite" in capsys.readouterr().err
-    assert output.read_bytes() == b"precious"
-    assert cli(*args, "--overwrite") == 0
-    assert pruning_var_names(tf.compat.v1.GraphDef.FromString(output.read_bytes())) == []
-    assert sorted(os.listdir(tmp_path)) == ["model.pb"]
-
-
-def test_cli_uses_a_given_checkpoint(checkpoint_dir, tmp_path):
-    directory, _ = checkpoint_dir
-    assert cli(f"--checkpoint_dir={directory}", "--checkpoint=model.ckpt-1",
-               "--output_node_names=output", f"--output_dir={tmp_path}") == 0
-    written = tf.compat.v1.GraphDef.FromString((tmp_path / "pruning_stripped.pb").read_bytes())
-    assert sparsities_of(written) == pytest.approx([0.5] * 3, abs=0.04)
-
-
-def test_cli_rejects_float16_without_tflite(capsys):
-    with pytest.raises(SystemExit):
-        cli("--checkpoint_dir=x", "--output_node_names=output", "--float16")
-    assert "--float16 needs --output_format=tflite" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("flag", ["--checkpoint_path", "--checkpoint_d"])
-def test_cli_rejects_unknown_or_abbreviated_flag(checkpoint_dir, capsys, flag):
-    """Contrib ignored unknown flags, so the README's --checkpoint_path ran with no
-    checkpoint_dir (tensorflow issue 26323)."""
-    directory, _ = checkpoint_dir
-    with pytest.raises(SystemExit) as exit_info:
-        cli(f"{flag}={directory}", "--output_node_names=output")
-    assert exit_info.value.code == 2
-    assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--output_node_names=output"], "No checkpoint_dir given"),
-    (["--output_node_names="], "output_node_names is empty"),
-    (["--output_node_names=outptu"], "Output node 'outptu' is not in the graph"),
-])
-def test_cli_reports_errors(checkpoint_dir, tmp_path, capsys, args, message):
-    directory, _ = checkpoint_dir
-    if "No checkpoint_dir" not in message:
-        args = [f"--checkpoint_dir={directory}", *args]
-    assert cli(*args, f"--output_dir={tmp_path}") == 1
-    assert f"strip_pruning_vars: error: {message}" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == []
-
-
-def test_cli_says_when_there_are_no_masked_weights(tmp_path, capsys):
+    Returns {tensor name: the first batch's value} of the inputs, and the first batch's output.
+    """
+    rng = np.random.RandomState(3)
+    features = rng.uniform(-1, 1, (6, 4)).astype(np.float32)
+    scales = rng.uniform(1, 2, 6).astype(np.float32)
     graph = tf.Graph()
     with graph.as_default():
-        inputs, _ = input_placeholder((2, 3))
-        tf.identity(tf.matmul(inputs, weight("dense", [3, 2])), name="output")
+        tf.compat.v1.set_random_seed(0)
+        dataset = tf.data.Dataset.from_tensor_slices((features, scales, np.arange(6)))
+        batch, scale, _ = tf.compat.v1.data.make_one_shot_iterator(
+            dataset.batch(3).repeat()).get_next()
+        warm_up = tf.compat.v1.data.make_one_shot_iterator(tf.data.Dataset.range(9)).get_next()
+        with tf.compat.v1.variable_scope("fc"):
+            masked = model_pruning.apply_mask(weight("weights", [4, 3]))
+        with tf.control_dependencies([warm_up]):
+            output = tf.identity(tf.matmul(batch, masked) * scale[:, None], name="output")
+        update = prune_once(0.5)
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            tf.compat.v1.train.Saver().save(session, str(tmp_path / "train" / "model.ckpt"))
-    assert cli(f"--checkpoint_dir={tmp_path / 'train'}", "--output_node_names=output",
-               f"--output_dir={tmp_path}") == 0
-    assert "No masked weights were found" in capsys.readouterr().out
-    written = tf.compat.v1.GraphDef.FromString((tmp_path / "pruning_stripped.pb").read_bytes())
-    assert run_graph_def(written, {"input": np.ones([1, 3], np.float32)}).shape == (1, 2)
+            session.run(update)
+            first_output = session.run(output)
+            tf.compat.v1.train.Saver().save(session, os.path.join(directory, "model.ckpt"))
+    return {"IteratorGetNext": features[:3], "IteratorGetNext_1_1": scales[:3]}, first_output
+
+
+@pytest.fixture(scope="module")
+def tf_data_checkpoint(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("tf_data"))
+    return (directory, *save_tf_data_checkpoint(directory))
+
+
+def input_pipeline_ops(graph_def):
+    return [node.op for node in graph_def.node
+            if re.search("Dataset|Iterator|Queue|Reader", node.op)]
+
+
+def test_named_inputs_become_placeholders_and_the_input_pipeline_is_left_out(
+        tf_data_checkpoint):
+    directory, feeds, first_output = tf_data_checkpoint
+    frozen = graph_def_from_checkpoint(directory, "output",
+                                       input_node_names="IteratorGetNext,IteratorGetNext:1",
+                                       input_shapes=[[None, 4], [None]])
+    assert input_pipeline_ops(frozen) == []
+    placeholders = {node.name: (node.attr["dtype"].type, tf.TensorShape(node.attr["shape"].shape))
+                    for node in frozen.node if node.op == "Placeholder"}
+    # Output 1's placeholder would be IteratorGetNext_1, but the second iterator has that name.
+    assert placeholders == {"IteratorGetNext": (tf.float32.as_datatype_enum, [None, 4]),
+                            "IteratorGetNext_1_1": (tf.float32.as_datatype_enum, [None])}
+    stripped = strip_pruning_vars_fn(frozen, "output")
+    strip_pruning_vars_lib.check_graph_loads(stripped)
+    assert run_graph_def(stripped, feeds).tobytes() == run_graph_def(frozen, feeds).tobytes()
+    # The training graph computed mask * weight at run time, the stripped one reads it as a
+    # constant: oneDNN may then sum in another order, which moves a result by about 1 ULP.
+    np.testing.assert_allclose(run_graph_def(stripped, feeds), first_output, rtol=1e-6)
+
+
+def test_a_graph_reading_its_input_pipeline_still_loads_and_says_what_to_feed(
+        tf_data_checkpoint, caplog):
+    """The stripped graph keeps the iterator but not the dataset nodes it is colocated with:
+    those colocation entries are removed, or TensorFlow would refuse to import the graph."""
+    directory, _, _ = tf_data_checkpoint
+    with caplog.at_level(logging.WARNING, logger=strip_pruning_vars_lib.__name__):
+        frozen = graph_def_from_checkpoint(directory, "output")
+    assert "read the training input pipeline at IteratorGetNext:0, IteratorGetNext:1; to feed " \
+           "the model instead, pass input_node_names=IteratorGetNext:0,IteratorGetNext:1" \
+           in caplog.text
+    assert "OneShotIterator" in input_pipeline_ops(frozen)
+    strip_pruning_vars_lib.check_graph_loads(frozen)
+    strip_pruning_vars_lib.check_graph_loads(strip_pruning_vars_fn(frozen, "output"))
+
+
+@pytest.mark.parametrize("inputs, shapes, message", [
+    ("IteratorGetNxt", None,
+     r"Input node 'IteratorGetNxt' is not in the graph\. Close names: IteratorGetNext"),
+    ("IteratorGetNext:3", None, r"Input tensor 'IteratorGetNext:3' is not in the graph: "
+                                r"IteratorGetNext has 3 outputs, IteratorGetNext:0 to "
+                                r"IteratorGetNext:2"),
+    ("IteratorGetNext", [[4]], r"input_shapes gives IteratorGetNext:0 the shape \[4\]; the "
+                               r"tensor has rank 2 \(shape \(None, 4\)\)"),
+    ("IteratorGetNext", [[None, 4], [None]],
+     r"input_shapes gives 2 shapes for the 1 input_node_names IteratorGetNext:0"),
+    (" , ", None, r"input_node_names is empty"),
+], ids=["missing node", "missing output", "rank", "count", "empty"])
+def test_input_errors_name_the_input(tf_data_checkpoint, inputs, shapes, message):
+    directory, _, _ = tf_data_checkpoint
+    with pytest.raises(ValueError, match=message):
+        graph_def_from_checkpoint(directory, "output", input_node_names=inputs,
+                                  input_shapes=shapes)
+
+
+def colocated_graph_def():
+    """`b` is colocated with `a`, and reads nothing from it."""
+    graph = tf.Graph()
+    with graph.as_default():
+        a = tf.constant(1.0, name="a")
+        with tf.compat.v1.colocate_with(a):
+            tf.constant(2.0, name="b")
+    return graph.as_graph_def()
+
+
+def test_keep_reachable_drops_colocations_with_removed_nodes():
+    graph_def = colocated_graph_def()
+    assert list(graph_def.node[1].attr["_class"].list.s) == [b"loc:@a"]
+    strip_pruning_vars_lib.keep_reachable(graph_def, ["b"])
+    assert [(node.name, "_class" in node.attr) for node in graph_def.node] == [("b", False)]
+    strip_pruning_vars_lib.check_graph_loads(graph_def)
+
+
+def test_check_graph_loads_names_the_bad_node_in_one_line():
+    graph_def = colocated_graph_def()
+    del graph_def.node[0]
+    with pytest.raises(ValueError) as error:
+        strip_pruning_vars_lib.check_graph_loads(graph_def)
+    assert str(error.value) == ("The graph would not load: Node 'b' expects to be colocated "
+                                "with unknown node 'a'")
