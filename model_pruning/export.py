@@ -11,8 +11,7 @@ weight tensors in a compressed sparse layout (a 90%-sparse conv+fc net: 13.1 MB 
 
 import tensorflow as tf
 
-from model_pruning.strip_pruning_vars_lib import (check_node_names, normalize_node_names,
-                                                  reachable_nodes)
+from model_pruning.graphdef import check_node_names, normalize_node_names, reachable_nodes
 
 
 def placeholder_inputs(graph_def, output_names):

@@ -17,8 +17,7 @@ import sys
 
 import numpy as np
 
-from model_pruning.strip_pruning_vars import (OneLineErrorParser, shape_text, sparsity_cells,
-                                              table)
+from model_pruning.cli import OneLineErrorParser, sparsity_table
 
 
 def _parser():
@@ -80,37 +79,35 @@ def inspect_checkpoint(path, pruning_hparams=None):
     # Imported here, once the arguments are parsed: TensorFlow takes seconds to load.
     import tensorflow as tf
 
-    from model_pruning import strip_pruning_vars_lib as lib
+    from model_pruning import freeze
     from model_pruning.pruning import get_pruning_hparams
 
     spec = None if pruning_hparams is None else get_pruning_hparams().parse(pruning_hparams)
     if tf.io.gfile.isdir(path):
-        prefix = lib.find_checkpoint(path)
+        prefix = freeze.find_checkpoint(path)
     elif tf.io.gfile.exists(path + ".index"):
         prefix = path
     else:
         raise ValueError(f"No checkpoint at {path}: it is neither a directory nor a checkpoint "
                          f"prefix ({path}.index does not exist)")
-    reader = lib.open_checkpoint(prefix)
+    reader = freeze.open_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
-    step = (int(lib.read_tensor(reader, prefix, "global_step"))
+    step = (int(freeze.read_tensor(reader, prefix, "global_step"))
             if "global_step" in shapes else None)
     lines = [f"checkpoint {prefix}"]
-    rows, total_nonzeros, total_size = [], 0, 0
+    rows = []
     for weight, mask in pair_masks(shapes):
-        value = lib.read_tensor(reader, prefix, mask)
+        value = freeze.read_tensor(reader, prefix, mask)
         name = f"{mask} (the mask alone: no weight of its shape beside it)"
         if weight is not None:
-            value = value * lib.read_tensor(reader, prefix, weight)
+            value = value * freeze.read_tensor(reader, prefix, weight)
             name = weight
-        nonzeros = int(np.count_nonzero(value))
-        rows.append((name, shape_text(value.shape), *sparsity_cells(nonzeros, value.size)))
-        total_nonzeros += nonzeros
-        total_size += value.size
+        rows.append((name, value.shape, int(np.count_nonzero(value)), value.size))
     if not rows:
         return lines + ["No masked weights: the checkpoint holds no '<scope>/mask' variable."]
-    rows.append((f"all {len(rows)}", "", *sparsity_cells(total_nonzeros, total_size)))
-    lines += table(("masked weight", "shape", "nonzeros", "sparsity"), rows)
+    rows.append((f"all {len(rows)}", (), sum(row[2] for row in rows),
+                 sum(row[3] for row in rows)))
+    lines += sparsity_table(rows)
     lines.append(schedule_line(step, spec))
     return lines
 
@@ -122,8 +119,7 @@ def main(argv=None):
     try:
         print("\n".join(inspect_checkpoint(args.checkpoint, args.pruning_hparams)))
     except ValueError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
+        return parser.fail(error)
     return 0
 
 

@@ -31,16 +31,11 @@ import sys
 
 import numpy as np
 
+from model_pruning.cli import OneLineErrorParser, shape_text, sparsity_table, table
+
 OUTPUT_FORMATS = ("pb", "pbtxt", "tflite")
 # Not __name__: run with -m, this module is __main__, outside the package's loggers.
 _LOG = logging.getLogger("model_pruning.strip_pruning_vars")
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (exit status 2), not the usage."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 class _MisspelledFlag(argparse.Action):
@@ -189,31 +184,13 @@ def gzip_size(data):
     return len(gzip.compress(data, compresslevel=1, mtime=0))
 
 
-def shape_text(shape):
-    return "x".join(map(str, shape))
-
-
-def sparsity_cells(nonzeros, size):
-    """Table cells `nonzeros/size` and the sparsity."""
-    return f"{nonzeros}/{size}", f"{1.0 - nonzeros / max(size, 1):.2%}"
-
-
-def table(header, rows):
-    """Left-aligned columns, two spaces apart."""
-    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-            for row in [header] + rows]
-
-
 def layer_table(weights):
     """One line per masked weight, from (name, folded value) pairs."""
     if not weights:
         return ["No masked weights were found: the graph was only frozen and reduced to the "
                 "outputs' sub-graph."]
-    return table(("masked weight", "shape", "nonzeros", "sparsity"),
-                 [(name, shape_text(value.shape),
-                   *sparsity_cells(int(np.count_nonzero(value)), value.size))
-                  for name, value in weights])
+    return sparsity_table([(name, value.shape, int(np.count_nonzero(value)), value.size)
+                           for name, value in weights])
 
 
 def _flops_text(flops):
@@ -259,19 +236,19 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         # Imported once the output is known to be writable: TensorFlow takes seconds to load.
         from google.protobuf import text_format
 
-        from model_pruning import export, shrink as shrinking, strip_pruning_vars_lib as lib
+        from model_pruning import export, fold, freeze, graphdef, shrink as shrinking
 
-        frozen = lib.graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint,
-                                               input_node_names, input_shapes)
+        frozen = freeze.graph_def_from_checkpoint(checkpoint_dir, output_node_names, checkpoint,
+                                                  input_node_names, input_shapes)
         frozen_size = frozen.ByteSize()
-        stripped = lib.strip_pruning_vars_fn(frozen, output_node_names)
+        stripped = fold.strip_pruning_vars_fn(frozen, output_node_names)
         del frozen  # weights and masks: twice the model, no longer needed
         result, layers = stripped, None
         if shrink:
             _LOG.info("Shrinking")
             result, layers = shrinking.shrink_graph_def(stripped, output_node_names)
         _LOG.info("Checking that the graph loads")
-        lib.check_graph_loads(result)
+        graphdef.check_graph_loads(result)
         if output_format == "tflite":
             _LOG.info("Converting to TFLite")
             data = export.to_tflite(result, output_node_names, float16=float16)
@@ -280,7 +257,7 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         else:
             data = result.SerializeToString()
 
-        print("\n".join(layer_table(lib.folded_weights(stripped))))
+        print("\n".join(layer_table(fold.folded_weights(stripped))))
         if shrink:
             print("\n".join(shrink_table(layers)))
         _LOG.info("Compressing to report sizes")
@@ -333,8 +310,7 @@ def main(argv=None):
                                input_node_names=args.input_node_names,
                                input_shapes=args.input_shapes)
     except (ValueError, OSError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
+        return parser.fail(error)
     return 0
 
 

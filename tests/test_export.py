@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import model_pruning
 from model_pruning import export, strip_pruning_vars
-from model_pruning.strip_pruning_vars_lib import strip_pruning_vars_fn
+from model_pruning.fold import strip_pruning_vars_fn
 from tests.test_strip_pruning_vars import (fc_model_with_apply_mask, prune_and_freeze,
                                            run_graph_def, save_pruned_checkpoints)
 

@@ -15,15 +15,20 @@ import pytest
 import tensorflow as tf
 
 import model_pruning
-from bench.shrink_bench import INPUT, OUTPUT, pruned_cifar10
+from examples.cifar10 import cifar10_pruning
 from model_pruning import strip_pruning_vars
+from model_pruning.fold import strip_pruning_vars_fn
+from model_pruning.freeze import graph_def_from_checkpoint
 from model_pruning.shrink import shrink_graph_def
-from model_pruning.strip_pruning_vars_lib import graph_def_from_checkpoint, strip_pruning_vars_fn
 
 DEAD = [1, 4, 6]  # of 8 channels
 # Bias of each dead channel: 1 and 6 give relu 0, 4 gives the constant 0.3.
 DEAD_BIASES = {1: -0.2, 4: 0.3, 6: -0.05}
 ZERO_AFTER_RELU = [1, 6]
+# The cifar10 example model with its filters and neurons pruned.
+INPUT, OUTPUT = "images", "logits"
+CIFAR10_FILTER_PRUNING = ("threshold_method=exact,do_not_prune=[softmax_linear],block_dims_map=["
+                          "conv1/:-1x1,conv2/:-1x1,local3/:-1x1,local4/:-1x1]")
 
 
 def kernel(shape, seed, dead=()):
@@ -247,9 +252,36 @@ def randomize_biases(graph_def, seed):
     return result
 
 
+def prune_half(build, hparams, finish):
+    """Builds `build()` in a new graph, masks half of its weights with the pruning `hparams`
+    (a spec string) and returns `finish(session)`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(0)
+        build()
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        update = model_pruning.Pruning(model_pruning.get_pruning_hparams().parse(hparams),
+                                       global_step=global_step,
+                                       sparsity=tf.constant(0.5)).mask_update_op()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(update)
+            return finish(session)
+
+
+def cifar10_model():
+    images = tf.compat.v1.placeholder(tf.float32, [None, 24, 24, 3], name=INPUT)
+    tf.identity(cifar10_pruning.inference(images), name=OUTPUT)
+
+
 @pytest.fixture(scope="module")
 def cifar10_graphs():
-    return pruned_cifar10()
+    """(frozen, stripped) cifar10 example model, half of the filters of conv1 and conv2 and
+    of the neurons of local3 and local4 masked."""
+    frozen = prune_half(cifar10_model, CIFAR10_FILTER_PRUNING,
+                        lambda session: tf.compat.v1.graph_util.convert_variables_to_constants(
+                            session, session.graph.as_graph_def(), [OUTPUT]))
+    return frozen, strip_pruning_vars_fn(frozen, [OUTPUT])
 
 
 def test_cifar10_with_half_the_filters_pruned_shrinks_to_half_the_channels(cifar10_graphs):
@@ -282,26 +314,21 @@ def test_cifar10_with_trained_like_biases_keeps_its_outputs(cifar10_graphs):
                                run(stripped, images, INPUT, OUTPUT), atol=1e-5)
 
 
+def conv_fc_model():
+    """conv -> fc -> logits, made of masked layers."""
+    inputs = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 3], name="input")
+    net = model_pruning.masked_conv2d(inputs, 8, [3, 3], scope="conv")
+    net = model_pruning.masked_fully_connected(tf.reshape(net, [-1, 8 * 8 * 8]), 6, scope="fc")
+    net = model_pruning.masked_fully_connected(net, 2, activation_fn=None, scope="logits")
+    tf.identity(net, name="output")
+
+
 def save_filter_pruned_checkpoint(directory):
-    """conv -> fc -> logits with half of the conv filters and fc neurons masked, saved."""
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.set_random_seed(0)
-        inputs = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 3], name="input")
-        net = model_pruning.masked_conv2d(inputs, 8, [3, 3], scope="conv")
-        net = model_pruning.masked_fully_connected(tf.reshape(net, [-1, 8 * 8 * 8]), 6,
-                                                   scope="fc")
-        net = model_pruning.masked_fully_connected(net, 2, activation_fn=None, scope="logits")
-        tf.identity(net, name="output")
-        hparams = model_pruning.get_pruning_hparams().parse(
-            "threshold_method=exact,block_height=-1,block_width=1,do_not_prune=[logits]")
-        global_step = tf.compat.v1.train.get_or_create_global_step()
-        update = model_pruning.Pruning(hparams, global_step=global_step,
-                                       sparsity=tf.constant(0.5)).mask_update_op()
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            session.run(update)
-            tf.compat.v1.train.Saver().save(session, os.path.join(directory, "model.ckpt"))
+    """conv_fc_model with half of the conv filters and fc neurons masked, saved."""
+    prune_half(conv_fc_model,
+               "threshold_method=exact,block_height=-1,block_width=1,do_not_prune=[logits]",
+               lambda session: tf.compat.v1.train.Saver().save(
+                   session, os.path.join(directory, "model.ckpt")))
 
 
 def test_cli_shrink_reports_shapes_and_flops_and_writes_the_shrunk_graph(tmp_path, capsys):

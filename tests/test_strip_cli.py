@@ -16,7 +16,8 @@ from google.protobuf import text_format
 
 from examples.cifar10 import cifar10_pruning, cifar10_train
 from model_pruning import strip_pruning_vars
-from model_pruning.strip_pruning_vars_lib import graph_def_from_checkpoint, strip_pruning_vars_fn
+from model_pruning.fold import strip_pruning_vars_fn
+from model_pruning.freeze import graph_def_from_checkpoint
 from tests.test_export import run_tflite
 from tests.test_strip_pruning_vars import (checkpoint_dir,  # noqa: F401 (a fixture)
                                            exact_config, folded_values, input_placeholder,

@@ -1,4 +1,5 @@
-"""strip_pruning_vars_lib, checked against numpy mask * weight (the CLI: test_strip_cli.py).
+"""Freezing and folding (`freeze`, `fold`, and contrib's `strip_pruning_vars_lib` that
+re-exports them), checked against numpy mask * weight (the CLI: test_strip_cli.py).
 
 Each model is pruned once to an exact sparsity (threshold_method=exact), frozen, stripped and
 run. Frozen and stripped graphs are run with grappler off: with it on, oneDNN picks other
@@ -15,9 +16,9 @@ import pytest
 import tensorflow as tf
 
 import model_pruning
-from model_pruning import strip_pruning_vars_lib
-from model_pruning.strip_pruning_vars_lib import (graph_def_from_checkpoint,
-                                                  strip_pruning_vars_fn)
+from model_pruning import fold, freeze, graphdef, strip_pruning_vars_lib
+from model_pruning.fold import strip_pruning_vars_fn
+from model_pruning.freeze import graph_def_from_checkpoint
 
 SPARSITIES = [0.5, 0.9]
 _RNG = np.random.RandomState(0)
@@ -88,7 +89,7 @@ def mask_nodes(graph_def):
 
 def folded_values(graph_def):
     return [tf.make_ndarray(node.attr["value"].tensor)
-            for _, node in strip_pruning_vars_lib.masked_weight_nodes(graph_def)
+            for _, node in graphdef.masked_weight_nodes(graph_def)
             if node.op == "Const"]
 
 
@@ -232,7 +233,7 @@ def tf1_control_flow():
 @pytest.mark.parametrize("build", [while_loop_model, nested_while_loop_model])
 def test_strip_folds_mask_inside_functional_while_loops(build):
     _, stripped = assert_strips_exactly(build, 0.9, 1)
-    [(scope, node)] = strip_pruning_vars_lib.masked_weight_nodes(stripped)
+    [(scope, node)] = graphdef.masked_weight_nodes(stripped)
     assert node.op == "Const" and "while_body" in scope
 
 
@@ -260,7 +261,7 @@ def test_strip_needs_no_feed_when_a_masked_weight_depends_on_the_input(caplog):
         return feeds
 
     frozen, feeds, [product] = prune_and_freeze(model_with_input_dependent_product, 0.5)
-    with caplog.at_level(logging.WARNING, logger=strip_pruning_vars_lib.__name__):
+    with caplog.at_level(logging.WARNING, logger=fold.__name__):
         stripped = strip_pruning_vars_fn(frozen, ["output"])
     assert "Masked weight scale/masked_weight in the graph was left as is: its value comes " \
            "from input, a Placeholder node" in caplog.text
@@ -294,7 +295,7 @@ def test_strip_without_masked_weights_warns_and_still_gives_a_valid_graph(caplog
     graph = tf.Graph()
     with graph.as_default():
         feeds = plain_model()
-    with caplog.at_level(logging.WARNING, logger=strip_pruning_vars_lib.__name__):
+    with caplog.at_level(logging.WARNING, logger=fold.__name__):
         stripped = strip_pruning_vars_fn(graph.as_graph_def(), ["output"])
     assert "no masked weight" in caplog.text
     np.testing.assert_array_equal(run_graph_def(stripped, feeds),
@@ -441,7 +442,7 @@ def test_strip_keeps_the_weights_dtype(dtype):
 
     _, stripped = assert_strips_exactly(fc_model, 0.5, 1)
     assert [value.dtype for value in folded_values(stripped)] == [dtype.as_numpy_dtype]
-    strip_pruning_vars_lib.check_graph_loads(stripped)
+    graphdef.check_graph_loads(stripped)
 
 
 def save_tf_data_checkpoint(directory):
@@ -497,7 +498,7 @@ def test_named_inputs_become_placeholders_and_the_input_pipeline_is_left_out(
     assert placeholders == {"IteratorGetNext": (tf.float32.as_datatype_enum, [None, 4]),
                             "IteratorGetNext_1_1": (tf.float32.as_datatype_enum, [None])}
     stripped = strip_pruning_vars_fn(frozen, "output")
-    strip_pruning_vars_lib.check_graph_loads(stripped)
+    graphdef.check_graph_loads(stripped)
     assert run_graph_def(stripped, feeds).tobytes() == run_graph_def(frozen, feeds).tobytes()
     # The training graph computed mask * weight at run time, the stripped one reads it as a
     # constant: oneDNN may then sum in another order, which moves a result by about 1 ULP.
@@ -509,14 +510,14 @@ def test_a_graph_reading_its_input_pipeline_still_loads_and_says_what_to_feed(
     """The stripped graph keeps the iterator but not the dataset nodes it is colocated with:
     those colocation entries are removed, or TensorFlow would refuse to import the graph."""
     directory, _, _ = tf_data_checkpoint
-    with caplog.at_level(logging.WARNING, logger=strip_pruning_vars_lib.__name__):
+    with caplog.at_level(logging.WARNING, logger=freeze.__name__):
         frozen = graph_def_from_checkpoint(directory, "output")
     assert "read the training input pipeline at IteratorGetNext:0, IteratorGetNext:1; to feed " \
            "the model instead, pass input_node_names=IteratorGetNext:0,IteratorGetNext:1" \
            in caplog.text
     assert "OneShotIterator" in input_pipeline_ops(frozen)
-    strip_pruning_vars_lib.check_graph_loads(frozen)
-    strip_pruning_vars_lib.check_graph_loads(strip_pruning_vars_fn(frozen, "output"))
+    graphdef.check_graph_loads(frozen)
+    graphdef.check_graph_loads(strip_pruning_vars_fn(frozen, "output"))
 
 
 @pytest.mark.parametrize("inputs, shapes, message", [
@@ -551,15 +552,26 @@ def colocated_graph_def():
 def test_keep_reachable_drops_colocations_with_removed_nodes():
     graph_def = colocated_graph_def()
     assert list(graph_def.node[1].attr["_class"].list.s) == [b"loc:@a"]
-    strip_pruning_vars_lib.keep_reachable(graph_def, ["b"])
+    graphdef.keep_reachable(graph_def, ["b"])
     assert [(node.name, "_class" in node.attr) for node in graph_def.node] == [("b", False)]
-    strip_pruning_vars_lib.check_graph_loads(graph_def)
+    graphdef.check_graph_loads(graph_def)
 
 
 def test_check_graph_loads_names_the_bad_node_in_one_line():
     graph_def = colocated_graph_def()
     del graph_def.node[0]
     with pytest.raises(ValueError) as error:
-        strip_pruning_vars_lib.check_graph_loads(graph_def)
+        graphdef.check_graph_loads(graph_def)
     assert str(error.value) == ("The graph would not load: Node 'b' expects to be colocated "
                                 "with unknown node 'a'")
+
+
+@pytest.mark.parametrize("name", [
+    "graph_def_from_checkpoint", "strip_pruning_vars_fn", "check_graph_loads", "check_node_names",
+    "checkpoint_path", "find_checkpoint", "folded_weights", "keep_reachable",
+    "masked_weight_nodes", "normalize_node_names", "normalize_tensor_names", "open_checkpoint",
+    "read_tensor", "reachable_nodes"])
+def test_strip_pruning_vars_lib_keeps_its_names(name):
+    """Contrib's module re-exports what it used to define, from freeze, fold and graphdef."""
+    assert getattr(strip_pruning_vars_lib, name).__module__ in (
+        freeze.__name__, fold.__name__, graphdef.__name__)
