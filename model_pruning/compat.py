@@ -1,4 +1,6 @@
-"""The only home of private TensorFlow imports and of fixes for tf-slim on TensorFlow 2.21.
+"""The only home of private TensorFlow imports, of fixes for tf-slim on TensorFlow 2.21, and of
+every difference between the supported TensorFlow releases (2.12 to 2.21 and tf-nightly, with
+Keras 2, Keras 3 or legacy tf-keras): each function names the releases it serves.
 
 TensorFlow 2.21 keeps its TF1 RNN cell classes and `PartitionedVariable` only under
 `tensorflow.python`; nothing public exposes them (`tf.compat.v1.nn.rnn_cell.*` raises "not
@@ -9,12 +11,19 @@ Re-exported for users of the masked cells: `MultiRNNCell`, `DropoutWrapper`, `LS
 and `RNNCell`, the classes `tf.compat.v1.nn.rnn_cell` used to give.
 """
 
+import functools
+import re
+import sys
+import warnings
+
 import tensorflow as tf
 import tf_slim as slim
 from tensorflow.python.eager import context as _eager_context
 from tensorflow.python.framework import ops as _tf_ops
 from tensorflow.python.ops import rnn_cell_impl as _rnn_cell_impl
 from tensorflow.python.ops.variables import PartitionedVariable  # noqa: F401  (re-exported)
+
+from model_pruning.requirements import tensorflow_version
 
 RNNCell = _rnn_cell_impl.RNNCell
 BasicLSTMCell = _rnn_cell_impl.BasicLSTMCell
@@ -39,6 +48,44 @@ def eager_execution_is_global():
     return _eager_context.default_execution_mode == _eager_context.EAGER_MODE
 
 
+def tf1_layers_and_cells_available():
+    """True where TensorFlow's own `tf.compat.v1.layers` and `tf.compat.v1.nn.rnn_cell` work.
+
+    TF 2.12-2.15: always (tf.keras is Keras 2). TF 2.16+: only with TF_USE_LEGACY_KERAS=1 set
+    before TensorFlow is imported and the matching tf-keras installed; with Keras 3 they raise
+    "not available with Keras 3", and this module's MultiRNNCell and DropoutWrapper stand in.
+    """
+    try:
+        return all(callable(api) for api in (tf.compat.v1.layers.dense,
+                                             tf.compat.v1.nn.rnn_cell.MultiRNNCell))
+    except (AttributeError, ImportError):
+        return False
+
+
+def protobuf_breaks_text_graphs(tensorflow_release, protobuf_release):
+    """True for TF 2.20 with protobuf 7 or newer, which cannot write graph.pbtxt.
+
+    TF 2.20 accepts any protobuf >= 5.28, but `tf.io.write_graph(as_text=True)` passes
+    `float_format`, which protobuf 7 removed: every MonitoredTrainingSession with a
+    checkpoint_dir, and `train`, fail. TF 2.12-2.19 require protobuf < 6; 2.21 dropped the
+    argument.
+    """
+    protobuf_major = int(re.match(r"\d+", protobuf_release).group(0))
+    return tensorflow_version(tensorflow_release) == (2, 20) and protobuf_major >= 7
+
+
+def _warn_if_protobuf_breaks_text_graphs():
+    from google import protobuf
+    if protobuf_breaks_text_graphs(tf.__version__, protobuf.__version__):
+        warnings.warn(f"TensorFlow {tf.__version__} cannot write text graphs with protobuf "
+                      f"{protobuf.__version__} (MonitoredTrainingSession with a checkpoint_dir "
+                      "fails: \"unexpected keyword argument 'float_format'\"): "
+                      "pip install 'protobuf<7'", stacklevel=3)
+
+
+_warn_if_protobuf_breaks_text_graphs()
+
+
 def _restore_ops_tensor_alias():
     """Gives `tensorflow.python.framework.ops` back its `Tensor` attribute.
 
@@ -49,34 +96,63 @@ def _restore_ops_tensor_alias():
         _tf_ops.Tensor = tf.Tensor
 
 
-@slim.add_arg_scope
-def batch_norm(inputs, **kwargs):
-    """`slim.batch_norm` that builds on TensorFlow 2.21; use it as `normalizer_fn`.
+def _keras_batch_norm_layer_loads():
+    """True where slim.batch_norm's default path can build its layer.
 
-    Takes exactly slim.batch_norm's arguments and honours `slim.arg_scope([slim.batch_norm])`
-    as well as its own arg_scope. Two TF 2.21 breakages are worked around:
+    With `updates_collections=UPDATE_OPS` (slim's default, and every tf_slim net's arg_scope)
+    slim builds `tensorflow.python.layers.normalization.BatchNormalization`. TF up to 2.15 ships
+    it; TF 2.16+ loads it lazily from tf_keras, which fails with Keras 3 ("No module named
+    'tf_keras'").
+    """
+    try:
+        from tensorflow.python.layers import normalization
+        return normalization.BatchNormalization is not None
+    except (ImportError, AttributeError):
+        return False
 
-    * slim's default `updates_collections=tf.compat.v1.GraphKeys.UPDATE_OPS` (that very
-      object) selects a Keras layer TF 2.21 no longer ships; the same collection given as the
-      list `[UPDATE_OPS]` selects slim's own implementation (fused for rank 2 and 4). The
-      moving-average update ops still land in UPDATE_OPS, so training code is unchanged.
-      Any other value (None for in-place updates, a list) is passed through.
-    * slim reads the removed `ops.Tensor`; the alias is restored on the first call (a
-      process-wide but harmless change, since it names `tf.Tensor` itself).
 
-    `renorm=True` needs the missing Keras layer and still fails.
+def _batch_norm_with_slim_updates(slim_batch_norm):
+    """`slim_batch_norm` made to take slim's own implementation instead of the Keras layer.
 
-        with slim.arg_scope([masked_conv2d], normalizer_fn=compat.batch_norm,
-                            normalizer_params={"is_training": True, "decay": 0.997}):
-            net = masked_conv2d(images, 64, [3, 3])
+    The same collection given as the list `[UPDATE_OPS]` selects slim's own batch norm (fused
+    for rank 2 and 4) with the same variables (`BatchNorm/beta`, `moving_mean`, ...), and its
+    moving-average updates still land in UPDATE_OPS, so training code is unchanged. Any other
+    value (None for in-place updates, another list) is passed through. The result shares
+    slim.batch_norm's arg_scope key: `slim.arg_scope([slim.batch_norm], ...)` reaches it.
+    """
+    update_ops = tf.compat.v1.GraphKeys.UPDATE_OPS
+    key = slim.arg_scope_func_key(slim_batch_norm)
+
+    @functools.wraps(slim_batch_norm)
+    def batch_norm(inputs, *args, **kwargs):
+        scoped = slim.current_arg_scope().get(key, {})
+        if kwargs.get("updates_collections", scoped.get("updates_collections", update_ops)) \
+                is update_ops:
+            kwargs["updates_collections"] = [update_ops]
+        return slim_batch_norm(inputs, *args, **kwargs)
+
+    batch_norm._key_op = key
+    batch_norm.fixed_for_keras_3 = True
+    return batch_norm
+
+
+def _fix_slim_batch_norm():
+    """Makes `slim.batch_norm`, and so every tf_slim net's arg_scope, build on TF 2.16+ with
+    Keras 3, by rebinding it in tf_slim's modules (TF 2.12-2.15 and legacy Keras: unchanged).
 
     Returns:
-      The normalized tensor, as slim.batch_norm returns it.
+      slim.batch_norm as it is afterwards.
     """
-    _restore_ops_tensor_alias()
-    update_ops = tf.compat.v1.GraphKeys.UPDATE_OPS
-    slim_scope = slim.current_arg_scope().get(slim.arg_scope_func_key(slim.batch_norm), {})
-    updates = kwargs.get("updates_collections", slim_scope.get("updates_collections", update_ops))
-    if updates is update_ops:
-        kwargs["updates_collections"] = [update_ops]
-    return slim.batch_norm(inputs, **kwargs)
+    _restore_ops_tensor_alias()  # TF 2.20+: read by every slim.batch_norm path
+    original = slim.batch_norm
+    if getattr(original, "fixed_for_keras_3", False) or _keras_batch_norm_layer_loads():
+        return original
+    fixed = _batch_norm_with_slim_updates(original)
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] == "tf_slim" and getattr(module, "batch_norm", None) is original:
+            module.batch_norm = fixed
+    return fixed
+
+
+# `slim.batch_norm` itself, fixed where it needs to be; use it as `normalizer_fn`.
+batch_norm = _fix_slim_batch_norm()

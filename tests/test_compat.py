@@ -143,3 +143,92 @@ def test_batch_norm_has_its_own_arg_scope_and_passes_other_collections_through()
         assert tf.compat.v1.get_collection(UPDATE_OPS) == []
         assert not tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES,
                                                "BatchNorm/beta")
+
+
+# Classic TF1 code with pruning, where TensorFlow's own tf.compat.v1.layers and
+# tf.compat.v1.nn.rnn_cell work: TF 2.12-2.15, and TF 2.16+ with TF_USE_LEGACY_KERAS=1 and
+# tf-keras (`make compat` runs both). With Keras 3 these tests skip.
+
+@pytest.fixture
+def tf1_graph():
+    from model_pruning import compat
+    if not compat.tf1_layers_and_cells_available():
+        pytest.skip(f"tf.compat.v1.layers and rnn_cell need Keras 2 (TensorFlow "
+                    f"{tf.__version__} runs Keras 3; set TF_USE_LEGACY_KERAS=1 with tf-keras)")
+    with tf.Graph().as_default() as graph:
+        yield graph
+
+
+def prune_to_half(session):
+    """Runs one mask update to exactly 50% sparsity at a global step past the ramp."""
+    import model_pruning
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    pruning = model_pruning.Pruning(
+        "threshold_method=exact,target_sparsity=0.5,sparsity_function_end_step=1",
+        global_step=global_step)
+    update = pruning.mask_update_op()
+    session.run(tf.compat.v1.global_variables_initializer())
+    session.run(global_step.assign(2))
+    session.run(update)
+
+
+def test_tf1_layers_under_masking_scope_compute_with_the_pruned_weights(tf1_graph):
+    import model_pruning
+    images = np.random.RandomState(0).rand(2, 6, 6, 3).astype(np.float32)
+    with model_pruning.masking_scope():
+        net = tf.compat.v1.layers.conv2d(images, 4, 3, name="conv")
+        flat = tf.compat.v1.layers.flatten(net)
+        logits = tf.compat.v1.layers.dense(flat, 5, name="fc")
+    assert [m.op.name for m in model_pruning.get_masks()] == ["conv/mask", "fc/mask"]
+    fc_kernel = [w for w in model_pruning.get_masked_weights() if w.op.name.startswith("fc/")]
+    fc_bias = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES, "fc/bias")
+    with tf.compat.v1.Session() as session:
+        prune_to_half(session)
+        sparsity, flat, kernel, bias, logits = session.run(
+            [model_pruning.get_weight_sparsity(), flat, fc_kernel[0], fc_bias[0], logits])
+    np.testing.assert_allclose(sparsity, [0.5, 0.5])
+    np.testing.assert_allclose(logits, flat @ kernel + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_tf1_rnn_cell_wrappers_stack_the_masked_cells(tf1_graph):
+    import model_pruning
+    rnn_cell = tf.compat.v1.nn.rnn_cell
+    cell = rnn_cell.MultiRNNCell([
+        rnn_cell.DropoutWrapper(model_pruning.MaskedLSTMCell(6), output_keep_prob=0.9),
+        model_pruning.MaskedGRUCell(6),
+        model_pruning.MaskedBasicLSTMCell(6)])
+    outputs, _ = tf.compat.v1.nn.dynamic_rnn(cell, tf.ones([2, 5, 4]), dtype=tf.float32)
+    assert [m.op.name for m in model_pruning.get_masks()] == [
+        "rnn/multi_rnn_cell/cell_0/masked_lstm_cell/mask",
+        "rnn/multi_rnn_cell/cell_1/masked_gru_cell/gates/mask",
+        "rnn/multi_rnn_cell/cell_1/masked_gru_cell/candidate/mask",
+        "rnn/multi_rnn_cell/cell_2/masked_basic_lstm_cell/mask"]
+    with tf.compat.v1.Session() as session:
+        prune_to_half(session)
+        sparsity, outputs = session.run([model_pruning.get_weight_sparsity(), outputs])
+    np.testing.assert_allclose(sparsity, [0.5] * 4)
+    assert outputs.shape == (2, 5, 6)
+
+
+def test_tf1_lstm_cells_under_masking_scope_are_masked(tf1_graph):
+    import model_pruning
+    rnn_cell = tf.compat.v1.nn.rnn_cell
+    with model_pruning.masking_scope():
+        cell = rnn_cell.MultiRNNCell([rnn_cell.LSTMCell(6), rnn_cell.LSTMCell(6)])
+        outputs, _ = tf.compat.v1.nn.dynamic_rnn(cell, tf.ones([2, 5, 4]), dtype=tf.float32)
+    assert [m.op.name for m in model_pruning.get_masks()] == [
+        "rnn/multi_rnn_cell/cell_0/lstm_cell/mask", "rnn/multi_rnn_cell/cell_1/lstm_cell/mask"]
+    with tf.compat.v1.Session() as session:
+        prune_to_half(session)
+        sparsity, outputs = session.run([model_pruning.get_weight_sparsity(), outputs])
+    np.testing.assert_allclose(sparsity, [0.5, 0.5])
+    assert outputs.shape == (2, 5, 6)
+
+
+@pytest.mark.parametrize("tensorflow_release, protobuf_release, breaks", [
+    ("2.20.0", "7.36.2", True), ("2.20.0", "6.33.6", False), ("2.21.0", "7.36.2", False),
+    ("2.19.1", "5.29.6", False)])
+def test_protobuf_7_breaks_text_graphs_on_tensorflow_2_20_only(
+        tensorflow_release, protobuf_release, breaks):
+    from model_pruning import compat
+    assert compat.protobuf_breaks_text_graphs(tensorflow_release, protobuf_release) is breaks

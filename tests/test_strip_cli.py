@@ -357,3 +357,23 @@ def test_cifar10_training_checkpoint_strips_to_a_pb_and_tflite_that_load_and_mat
     # TFLite's kernels sum in their own order: a few ULP of the 2,304-term sums.
     tflite = run_tflite((tmp_path / "pruning_stripped.tflite").read_bytes(), images[:3])
     np.testing.assert_allclose(tflite, live[:3], rtol=1e-4, atol=1e-5)
+
+
+def imported_modules(command):
+    """Top-level modules a command imports, from Python's -X importtime report on stderr."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0]
+            for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("tool", ["strip_pruning_vars", "inspect_checkpoint"])
+def test_help_of_the_installed_tools_does_not_import_tensorflow(tool):
+    script = os.path.join(os.path.dirname(sys.executable), tool)
+    commands = [[sys.executable, "-m", f"model_pruning.{tool}", "--help"]]
+    if os.path.exists(script):  # the console script of an installed package
+        commands.append([script, "--help"])
+    for command in commands:
+        modules = imported_modules(command)
+        assert "model_pruning" in modules and "tensorflow" not in modules, command
