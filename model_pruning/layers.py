@@ -6,7 +6,7 @@ defaults, obey `slim.arg_scope`, and name their variables as slim does (`<scope>
 `<scope>/weights/masked_weight = mask * weights`, which `pruning.apply_mask` registers for
 `Pruning`, so swapping `slim.conv2d` for `masked_conv2d` is all a slim model needs:
 
-    with slim.arg_scope([masked_conv2d], padding="VALID", normalizer_fn=compat.batch_norm):
+    with slim.arg_scope([masked_conv2d], padding="VALID", normalizer_fn=slim.batch_norm):
         net = masked_conv2d(images, 64, [3, 3], scope="conv1")
     logits = masked_fully_connected(slim.flatten(net), 10, activation_fn=None, scope="logits")
 
@@ -14,6 +14,9 @@ defaults, obey `slim.arg_scope`, and name their variables as slim does (`<scope>
 objects (contrib's core layers), with variables `kernel`, `bias`, `mask` and `threshold`. They
 are plain Python over `tf.compat.v1.get_variable`, not Keras layers: `tf.compat.v1.layers` is
 unavailable under Keras 3. The slim functions run these classes inside slim's variable scope.
+
+(The module is long because the slim functions repeat slim's full signatures and documents,
+which is what lets a slim user swap them in without reading further.)
 """
 
 from __future__ import annotations
@@ -360,7 +363,7 @@ def masked_convolution(inputs: tf.Tensor,
       rate: dilation rate, an int or one int per spatial dimension; rate > 1 needs stride 1.
       activation_fn: applied last; None for a linear layer.
       normalizer_fn: applied before the activation instead of adding biases, e.g.
-        `compat.batch_norm`.
+        `slim.batch_norm`.
       normalizer_params: keyword arguments of `normalizer_fn`.
       weights_initializer: initializer of the weights (default Glorot/Xavier uniform).
       weights_regularizer: optional regularizer of the (unmasked) weights.

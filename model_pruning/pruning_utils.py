@@ -13,6 +13,9 @@ tensor of the scores' shape:
 
 Block sparsity pools the scores of each block (`pool_blocks`), applies a criterion to the pooled
 matrix and expands the pooled mask back (`expand_tensor`).
+
+(The module is long because the exact criterion is a radix selection written out in graph
+ops, and contrib's public helpers stay importable here.)
 """
 
 import contextlib
