@@ -148,8 +148,6 @@ def test_a_truncated_index_is_a_one_line_error(checkpoint, tmp_path, capsys):
 
 
 def test_help_needs_no_tensorflow():
-    status, out, err, seconds = run_without_tensorflow("model_pruning.inspect_checkpoint",
-                                                       "--help")
+    status, out, err = run_without_tensorflow("model_pruning.inspect_checkpoint", "--help")
     assert status == 0, err
     assert out.startswith("usage: inspect_checkpoint [-h] [--pruning_hparams PRUNING_HPARAMS]")
-    assert seconds < 1.0

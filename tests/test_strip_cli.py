@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -94,13 +93,13 @@ WITHOUT_TENSORFLOW = textwrap.dedent("""
 
 
 def run_without_tensorflow(module, *args):
-    """(exit status, stdout, stderr, seconds) of `module`'s main(args) in a fresh Python that
-    cannot import TensorFlow."""
-    start = time.monotonic()
+    """(exit status, stdout, stderr) of `module`'s main(args) in a fresh Python that cannot
+    import TensorFlow: flags are parsed, and their errors reported, without it (that import
+    takes seconds; timing it here would only measure the machine's load)."""
     result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW,
                              os.path.join(REPO, "model_pruning"), module, *args],
                             capture_output=True, text=True, timeout=60, check=False)
-    return result.returncode, result.stdout, result.stderr, time.monotonic() - start
+    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.mark.parametrize("args, status, output", [
@@ -114,12 +113,11 @@ def run_without_tensorflow(module, *args):
      2, r"^strip_pruning_vars: error: argument --input_shapes: '1,x,3' is not a list of "
         r"shapes: give each input's sizes comma-separated, -1 for a free one"),
 ], ids=["help", "contrib's --checkpoint_path", "missing flag", "bad shape"])
-def test_flags_are_parsed_within_a_second_without_tensorflow(args, status, output):
-    code, stdout, stderr, seconds = run_without_tensorflow(
+def test_flags_are_parsed_without_tensorflow(args, status, output):
+    code, stdout, stderr = run_without_tensorflow(
         "model_pruning.strip_pruning_vars", *args)
     assert code == status, stderr
     assert re.search(output, stdout if status == 0 else stderr), stdout + stderr
-    assert seconds < 1.0
 
 
 def test_usage_shows_the_required_flags_as_required(capsys):
