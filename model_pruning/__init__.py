@@ -48,6 +48,7 @@ _HOMES = {
     "shrink_graph_def": "shrink",
     "masking_scope": "masking",
     "ModelPruningHook": "hooks",
+    "get_overall_weight_sparsity": "pruning",
     "warm_start_from_dense_checkpoint": "warm_start",
 }
 __all__ = list(_HOMES)

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_pruning.hparams import HParams
-from model_pruning.pruning import Pruning, get_masks
+from model_pruning.pruning import Pruning, get_overall_weight_sparsity
 from model_pruning.spec import PruningSpec
 
 
@@ -39,15 +39,11 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
 
     def begin(self):
         self.pruning = Pruning(self._spec, global_step=self._global_step)
-        self._read_step = self.pruning._read_last_update_step()
+        self._read_step = self.pruning.last_mask_update_step()
         with tf.control_dependencies([self.pruning.conditional_mask_update_op()]):
             # Read after the update, so a changed value means an update just ran.
-            self._update = tf.identity(self.pruning._read_last_update_step())
-        masks = get_masks()
-        zeros = tf.add_n([tf.cast(tf.size(mask), tf.float32) * tf.nn.zero_fraction(mask)
-                          for mask in masks]) if masks else tf.constant(0.0)
-        size = float(sum(mask.get_shape().num_elements() or 0 for mask in masks)) or 1.0
-        self._report = (self.pruning.sparsity, zeros / size)
+            self._update = tf.identity(self.pruning.last_mask_update_step())
+        self._report = (self.pruning.sparsity, get_overall_weight_sparsity())
         self.pruning.add_pruning_summaries()
 
     def after_create_session(self, session, coord):

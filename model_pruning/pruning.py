@@ -102,6 +102,16 @@ def get_weight_sparsity() -> list[tf.Tensor]:
     return [tf.nn.zero_fraction(mask) for mask in get_masks()]
 
 
+def get_overall_weight_sparsity() -> tf.Tensor:
+    """The fraction of zeros over all masks together (each counted by its size), a scalar."""
+    masks = get_masks()
+    if not masks:
+        return tf.constant(0.0)
+    zeros = tf.add_n([tf.cast(tf.size(mask), tf.float32) * tf.nn.zero_fraction(mask)
+                      for mask in masks])
+    return zeros / tf.cast(tf.add_n([tf.size(mask) for mask in masks]), tf.float32)
+
+
 def _int32_global_step(global_step):
     if global_step is None:
         global_step = tf.compat.v1.train.get_global_step()
@@ -155,6 +165,60 @@ def _update_groups(sizes, min_group_size):
     return groups
 
 
+def _pruned_weights(spec):
+    """(weight, mask, threshold) of every registered weight that do_not_prune leaves in."""
+    masks, thresholds, weights = get_masks(), get_thresholds(), get_weights()
+    if not len(masks) == len(thresholds) == len(weights):
+        raise ValueError(
+            f"Number of masks {len(masks)}, thresholds {len(thresholds)} and weights "
+            f"{len(weights)} in the pruning collections differ")
+    return [(weight, mask, threshold) for weight, mask, threshold
+            in zip(weights, masks, thresholds)
+            if not spec.is_excluded(_name_of(weight), _name_of(mask))]
+
+
+def _checked_magnitudes(weights, weight_name):
+    """(|weights|, their maximum), computed only once the weight is known to hold no NaN or Inf:
+    otherwise the update fails, naming the weight."""
+    magnitudes = tf.abs(weights)
+    top = tf.reduce_max(magnitudes)  # NaN or Inf exactly when some weight is
+    finite = tf.debugging.Assert(
+        tf.math.is_finite(top),
+        [f"Cannot update the pruning mask of {weight_name}: the weight holds NaN or Inf"])
+    with tf.control_dependencies([finite]):
+        return tf.identity(magnitudes), tf.identity(top)
+
+
+def _scores(weights, magnitudes, top, block_dims, pooling, taylor_score):
+    """(scores, their maximum or None, keep -> mask of `weights`) for one weight: its output
+    channels' Taylor score if given, else |w| pooled over blocks, else |w| element by element."""
+    if taylor_score is not None:
+        return taylor_score, None, lambda keep: tf.broadcast_to(keep, tf.shape(weights))
+    if block_dims == [1, 1] or weights.get_shape().ndims < 2:
+        return magnitudes, top, lambda keep: keep
+    pooled, to_weight_shape = pruning_utils.block_scores(magnitudes, block_dims, pooling)
+    return pooled, None, to_weight_shape
+
+
+def _in_update_groups(pruned, update_ops_for_weight):
+    """The update ops of every (weight, mask, threshold) of `pruned`, each group of
+    `_update_groups` running after the one before."""
+    assign_ops, previous_group = [], []
+    sizes = [weight.get_shape().num_elements() for weight, _, _ in pruned]
+    for group in _update_groups(sizes, UPDATE_GROUP_SIZE):
+        with tf.control_dependencies(previous_group):
+            previous_group = [op for i in group for op in update_ops_for_weight(*pruned[i])]
+        assign_ops.extend(previous_group)
+    return assign_ops
+
+
+def _read_or_zero(variable):
+    """The variable's value; 0 while it is not initialised (a plain Session that ran only
+    `global_variables_initializer()` and not the local initialiser)."""
+    return tf.cond(tf.compat.v1.is_variable_initialized(variable), variable.read_value,
+                   lambda: tf.zeros([], variable.dtype.base_dtype))
+
+
 class Pruning:
     """Builds the ops that keep every registered weight's mask at the scheduled sparsity.
 
@@ -178,9 +242,8 @@ class Pruning:
         self._hparams = self._spec.hparams
         self._spec.check_weights(_name_of(weight) for weight in get_weights())
         self._external_sparsity = sparsity is not None
-        if self._external_sparsity and self._spec.sparsity_map and not self._hparams.target_sparsity:
-            raise ValueError("weight_sparsity_map with an external sparsity scales it by "
-                             "map value / target_sparsity, so target_sparsity must be > 0")
+        if self._external_sparsity:
+            self._spec.check_external_sparsity()
         self._taylor_scores = {}
         self._global_step = _int32_global_step(global_step)
         with tf.name_scope(self._hparams.name):
@@ -200,12 +263,9 @@ class Pruning:
             hparams.sparsity_function_end_step, hparams.initial_sparsity, target_sparsity,
             hparams.sparsity_function_exponent, name="sparsity")
 
-    def _read_last_update_step(self):
-        """The last update's step; 0 while the variable is not initialised (a plain Session
-        that ran only `global_variables_initializer()`)."""
-        step = self._last_update_step
-        return tf.cond(tf.compat.v1.is_variable_initialized(step), step.read_value,
-                       lambda: tf.zeros([], tf.int32))
+    def last_mask_update_step(self) -> tf.Tensor:
+        """The step of the last mask update as a tensor; 0 before the first."""
+        return _read_or_zero(self._last_update_step)
 
     def _weight_sparsity(self, weight_name):
         """The sparsity tensor for one weight: its own from weight_sparsity_map, or the global one."""
@@ -216,43 +276,30 @@ class Pruning:
             return self.sparsity * (target / self._hparams.target_sparsity)
         return self._schedule(target)
 
-    def _scores(self, weights, magnitudes, top, weight_name):
-        """(scores, their maximum or None, keep -> mask of `weights`) for one weight: |w|
-        element by element, |w| pooled over blocks, or each output channel's Taylor score."""
-        if self._spec.criterion(weight_name) == "taylor":
-            score = self._taylor_scores.get(weight_name)
-            if score is None:
-                raise ValueError(f"{weight_name} uses the taylor criterion: call Pruning."
-                                 "add_taylor_scores(loss) before building the mask update op")
-            return score.read_value(), None, lambda keep: tf.broadcast_to(keep, tf.shape(weights))
-        block_dims = self._spec.block_dims(weight_name)
-        if block_dims == [1, 1] or weights.get_shape().ndims < 2:
-            return magnitudes, top, lambda keep: keep
-        pooled, to_weight_shape = pruning_utils.block_scores(
-            magnitudes, block_dims, self._hparams.block_pooling_function)
-        return pooled, None, to_weight_shape
+    def _taylor_score(self, weight_name):
+        """The Taylor scores of a weight the taylor criterion prunes, else None."""
+        if self._spec.criterion(weight_name) != "taylor":
+            return None
+        if weight_name not in self._taylor_scores:
+            raise ValueError(f"{weight_name} uses the taylor criterion: call Pruning."
+                             "add_taylor_scores(loss) before building the mask update op")
+        return self._taylor_scores[weight_name].read_value()
 
     def _threshold_and_mask(self, weights, threshold, weight_name):
-        """The new (threshold, mask) of one weight tensor, from `threshold` (the last one).
-
-        Fails, naming the weight, when it holds NaN or Inf; nothing is computed from it then.
-        """
-        magnitudes = tf.abs(weights)
-        top = tf.reduce_max(magnitudes)  # NaN or Inf exactly when some weight is
-        finite = tf.debugging.Assert(
-            tf.math.is_finite(top),
-            [f"Cannot update the pruning mask of {weight_name}: the weight holds NaN or Inf"])
-        with tf.control_dependencies([finite]):
-            scores, top, to_mask = self._scores(weights, magnitudes, top, weight_name)
-            sparsity = self._weight_sparsity(weight_name)
-            if self._hparams.threshold_method == "exact":
-                new_threshold, keep = pruning_utils.exact_threshold_mask(scores, sparsity)
-            else:
-                new_threshold, keep = pruning_utils.histogram_threshold_mask(
-                    scores, sparsity, self._hparams.nbins, threshold, self._threshold_decay,
-                    self._hparams.use_tpu, top)
-            return (tf.cast(new_threshold, threshold.dtype.base_dtype),
-                    tf.cast(to_mask(keep), weights.dtype.base_dtype))
+        """The new (threshold, mask) of one weight tensor, from `threshold` (the last one)."""
+        magnitudes, top = _checked_magnitudes(weights, weight_name)
+        scores, top, to_mask = _scores(
+            weights, magnitudes, top, self._spec.block_dims(weight_name),
+            self._hparams.block_pooling_function, self._taylor_score(weight_name))
+        sparsity = self._weight_sparsity(weight_name)
+        if self._hparams.threshold_method == "exact":
+            new_threshold, keep = pruning_utils.exact_threshold_mask(scores, sparsity)
+        else:
+            new_threshold, keep = pruning_utils.histogram_threshold_mask(
+                scores, sparsity, self._hparams.nbins, threshold, self._threshold_decay,
+                self._hparams.use_tpu, top)
+        return (tf.cast(new_threshold, threshold.dtype.base_dtype),
+                tf.cast(to_mask(keep), weights.dtype.base_dtype))
 
     def _update_ops_for_weight(self, weight, mask, threshold):
         weight_name = _name_of(weight)
@@ -265,27 +312,10 @@ class Pruning:
         return [pruning_utils.variable_assign(threshold, new_threshold),
                 assign_mask(mask, new_mask)]
 
-    def _pruned(self):
-        """(weight, mask, threshold) of every registered weight that do_not_prune leaves in."""
-        masks, thresholds, weights = get_masks(), get_thresholds(), get_weights()
-        if not len(masks) == len(thresholds) == len(weights):
-            raise ValueError(
-                f"Number of masks {len(masks)}, thresholds {len(thresholds)} and weights "
-                f"{len(weights)} in the pruning collections differ")
-        return [(weight, mask, threshold) for weight, mask, threshold
-                in zip(weights, masks, thresholds)
-                if not self._spec.is_excluded(_name_of(weight), _name_of(mask))]
-
     def _mask_assign_ops(self):
-        pruned = self._pruned()
+        pruned = _pruned_weights(self._spec)
         _warn_if_nothing_is_pruned(self._hparams.name, len(get_masks()), len(pruned))
-        assign_ops, previous_group = [], []
-        sizes = [weight.get_shape().num_elements() for weight, _, _ in pruned]
-        for group in _update_groups(sizes, UPDATE_GROUP_SIZE):
-            with tf.control_dependencies(previous_group):
-                previous_group = [op for i in group for op in self._update_ops_for_weight(*pruned[i])]
-            assign_ops.extend(previous_group)
-        return assign_ops
+        return _in_update_groups(pruned, self._update_ops_for_weight)
 
     def mask_update_op(self) -> tf.Operation:
         """An op that updates every mask now, whatever the step, and records the step."""
@@ -306,7 +336,7 @@ class Pruning:
             in_range = self._global_step >= hparams.begin_pruning_step
             if hparams.end_pruning_step >= 0:
                 in_range = tf.logical_and(in_range, self._global_step <= hparams.end_pruning_step)
-            is_due = self._read_last_update_step() + hparams.pruning_frequency <= self._global_step
+            is_due = self.last_mask_update_step() + hparams.pruning_frequency <= self._global_step
             should_update = tf.logical_and(in_range, is_due)
         return tf.cond(should_update, self.mask_update_op, tf.no_op)
 
@@ -329,8 +359,8 @@ class Pruning:
         and each threshold."""
         with tf.name_scope(self._hparams.name + "_summaries"):
             tf.compat.v1.summary.scalar("sparsity", self.sparsity)
-            tf.compat.v1.summary.scalar("last_mask_update_step", self._read_last_update_step())
-            for _, mask, threshold in self._pruned():
+            tf.compat.v1.summary.scalar("last_mask_update_step", self.last_mask_update_step())
+            for _, mask, threshold in _pruned_weights(self._spec):
                 tf.compat.v1.summary.scalar(_name_of(mask) + "/sparsity",
                                             tf.nn.zero_fraction(mask))
                 tf.compat.v1.summary.scalar(_name_of(threshold) + "/threshold", threshold)

@@ -267,3 +267,9 @@ class PruningSpec:
         for name in weight_names:
             for pattern_map in (self.sparsity_map, self.block_dims_map, self.criterion_map):
                 pattern_map.lookup(name)
+
+    def check_external_sparsity(self) -> None:
+        """Raises unless the map can scale an external sparsity tensor (by value / target)."""
+        if self.sparsity_map and not self.hparams.target_sparsity:
+            raise ValueError("weight_sparsity_map with an external sparsity scales it by "
+                             "map value / target_sparsity, so target_sparsity must be > 0")

@@ -281,8 +281,12 @@ def test_weight_specific_sparsity(graph, method):
         for _ in range(110):
             session.run(update)
             session.run(increment)
-        sparsities = session.run(model_pruning.get_weight_sparsity())
+        sparsities, overall, masks = session.run([
+            model_pruning.get_weight_sparsity(), model_pruning.get_overall_weight_sparsity(),
+            model_pruning.get_masks()])
     np.testing.assert_allclose(sparsities, [0.6, 0.75, 0.6], atol=0.02)
+    zeros = sum(np.count_nonzero(mask == 0) for mask in masks)
+    assert overall == pytest.approx(zeros / sum(mask.size for mask in masks))
 
 
 def test_weight_matching_two_map_entries_fails_when_pruning_is_built(graph):
@@ -424,7 +428,7 @@ def test_missing_global_step_is_a_clear_error():
     ("nbins=1", "nbins must be in \\[2, 4194304\\], got 1"),
     ("nbins=4194305", "nbins must be in \\[2, 4194304\\], got 4194305"),
     ("begin_pruning_step=18446744073709551616", "begin_pruning_step must be an int32"),
-    ("block_height=2147483648", "block_height must be an int32, in \\[-2\*\*31, 2\*\*31\\)"),
+    ("block_height=2147483648", "block_height must be an int32, in \\[-2\\*\\*31, 2\\*\\*31\\)"),
     ("block_height=0", "block dims must be >= 1 \\(int32\\) or -1"),
     ("block_width=-2", "block dims must be >= 1 \\(int32\\) or -1"),
     ("block_pooling_function=SUM", "AVG, MAX, L2, got 'SUM'"),

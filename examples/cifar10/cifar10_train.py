@@ -80,13 +80,6 @@ class _LoggerHook(tf.compat.v1.train.SessionRunHook):
               f"weight sparsity = {sparsity_value:.3f}", flush=True)
 
 
-def masked_weight_sparsity():
-    """The fraction of zeros over all masks together, a scalar tensor."""
-    masks = pruning.get_masks()
-    zeros = tf.add_n([tf.reduce_sum(tf.cast(tf.equal(mask, 0), tf.float32)) for mask in masks])
-    return zeros / float(sum(mask.get_shape().num_elements() for mask in masks))
-
-
 def train(args):
     """Builds the graph and trains until global step --max_steps."""
     batches_dir, description = cifar10_input.find_data(args.data_dir)
@@ -116,7 +109,7 @@ def train(args):
         hooks = [
             tf.compat.v1.train.StopAtStepHook(last_step=args.max_steps),
             tf.compat.v1.train.NanTensorHook(total_loss),
-            _LoggerHook(total_loss, masked_weight_sparsity(), global_step, args.batch_size,
+            _LoggerHook(total_loss, pruning.get_overall_weight_sparsity(), global_step, args.batch_size,
                         args.log_frequency),
         ]
         config = tf.compat.v1.ConfigProto(log_device_placement=args.log_device_placement)
