@@ -19,7 +19,7 @@ import warnings
 
 import tensorflow as tf
 
-from model_pruning import compat, pruning_utils, taylor
+from model_pruning import compat, graphdef, pruning_utils, taylor
 from model_pruning.hparams import HParams
 from model_pruning.schedule import sparsity_at_step, threshold_decay_at_step
 from model_pruning.spec import PruningSpec, get_pruning_hparams  # noqa: F401 (contrib's name)
@@ -49,7 +49,7 @@ def _in_collection(obj, key):
 def _is_masked_weight(x):
     """True for a product made by `apply_mask` (`.../masked_weight`, `masked_weight_1`, ...)."""
     return (isinstance(x, tf.Tensor) and x.op.type == "Mul"
-            and x.op.name.rpartition("/")[2].startswith("masked_weight"))
+            and graphdef.MASKED_WEIGHT.search(x.op.name) is not None)
 
 
 def apply_mask(x: tf.Variable | tf.Tensor, scope: str | tf.compat.v1.VariableScope = ""
