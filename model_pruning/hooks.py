@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from model_pruning.hparams import HParams
 from model_pruning.pruning import Pruning, get_overall_weight_sparsity
+from model_pruning.schedule import update_is_due
 from model_pruning.spec import PruningSpec
 
 
@@ -17,6 +18,10 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         with tf.compat.v1.train.MonitoredTrainingSession(checkpoint_dir=..., hooks=hooks) as sess:
             while not sess.should_stop():
                 sess.run(train_op)
+
+    On a step where no update can be due the hook runs nothing of its own: it fetches the
+    global step with the train op and decides in Python (`schedule.update_is_due`); only near a
+    due step does it run `conditional_mask_update_op()`, which decides exactly in the graph.
 
     Each mask update is logged at INFO (`tf.compat.v1.logging`): the step, the scheduled
     sparsity and the sparsity the masks reached.
@@ -33,12 +38,15 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         self._spec = PruningSpec(hparams)
         self._global_step = global_step
         self.pruning = None
-        self._update = self._read_step = None
+        self._step = self._update = self._read_step = None
         self._report = None
         self._last_update_step = None
 
     def begin(self):
         self.pruning = Pruning(self._spec, global_step=self._global_step)
+        self._step = self._global_step
+        if self._step is None:
+            self._step = tf.compat.v1.train.get_global_step()
         self._read_step = self.pruning.last_mask_update_step()
         with tf.control_dependencies([self.pruning.conditional_mask_update_op()]):
             # Read after the update, so a changed value means an update just ran.
@@ -49,7 +57,20 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
     def after_create_session(self, session, coord):
         self._last_update_step = session.run(self._read_step)
 
+    def before_run(self, run_context):
+        return tf.compat.v1.train.SessionRunArgs(self._step)
+
+    def _may_be_due(self, fetched_step):
+        """Whether an update can be due now. The step was read in the same run as the train op,
+        before or after its increment, so the step now is `fetched_step` or one more."""
+        hparams = self._spec.hparams
+        return any(update_is_due(step, self._last_update_step, hparams.begin_pruning_step,
+                                 hparams.end_pruning_step, hparams.pruning_frequency)
+                   for step in (fetched_step, fetched_step + 1))
+
     def after_run(self, run_context, run_values):
+        if not self._may_be_due(int(run_values.results)):
+            return
         # After the train op, so a step's update sees that step's weights and global step.
         session = run_context.session
         step = session.run(self._update)

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from model_pruning import compat, graphdef, pruning_utils, taylor
 from model_pruning.hparams import HParams
-from model_pruning.schedule import sparsity_at_step, threshold_decay_at_step
+from model_pruning.schedule import sparsity_at_step, threshold_decay_at_step, update_is_due
 from model_pruning.spec import PruningSpec, get_pruning_hparams  # noqa: F401 (contrib's name)
 
 MASK_COLLECTION = "masks"
@@ -333,12 +333,10 @@ class Pruning:
         """
         hparams = self._hparams
         with tf.name_scope(hparams.name):
-            in_range = self._global_step >= hparams.begin_pruning_step
-            if hparams.end_pruning_step >= 0:
-                in_range = tf.logical_and(in_range, self._global_step <= hparams.end_pruning_step)
-            is_due = self.last_mask_update_step() + hparams.pruning_frequency <= self._global_step
-            should_update = tf.logical_and(in_range, is_due)
-        return tf.cond(should_update, self.mask_update_op, tf.no_op)
+            is_due = update_is_due(self._global_step, self.last_mask_update_step(),
+                                   hparams.begin_pruning_step, hparams.end_pruning_step,
+                                   hparams.pruning_frequency)
+        return tf.cond(is_due, self.mask_update_op, tf.no_op)
 
     def add_taylor_scores(self, loss: tf.Tensor) -> tf.Operation:
         """The op that adds one batch to the Taylor scores (`taylor.add_scores`) of the weights

@@ -6,6 +6,9 @@
 Before `begin_step` the sparsity is `initial`, after `end_step` it is `target`. The pruning
 frequency does not enter the formula: masks follow it only as often as they are updated.
 
+Masks are updated when `update_is_due`: within [begin_pruning_step, end_pruning_step] (end -1:
+no end), once `pruning_frequency` steps have passed since the last update.
+
 The histogram threshold's smoothing (`threshold_decay`) follows the schedule too: it applies
 while the sparsity ramps and stops at `end_step` (`threshold_decay_at_step`).
 """
@@ -37,3 +40,12 @@ def threshold_decay_at_step(step, end_step, decay):
     if decay == 0.0:
         return 0.0
     return tf.where(tf.cast(step, tf.int64) < end_step, float(decay), 0.0, name="threshold_decay")
+
+
+def update_is_due(step, last_update_step, begin_step, end_step, frequency):
+    """Whether the masks are to be updated at `step`: a bool tensor for tensor arguments, a
+    Python or numpy bool for numbers (`ModelPruningHook` decides in Python with it)."""
+    due = (step >= begin_step) & (last_update_step + frequency <= step)
+    if end_step >= 0:
+        due = due & (step <= end_step)
+    return due

@@ -250,6 +250,44 @@ def test_model_pruning_hook_logs_each_mask_update(tmp_path, caplog):
         assert float(reached) == pytest.approx(expected, abs=0.01)
 
 
+class RecordingSession:
+    """A session that records the global step at each of its runs."""
+
+    def __init__(self, session, global_step):
+        self.session, self.global_step, self.steps = session, global_step, []
+
+    def run(self, fetches):
+        self.steps.append(int(self.session.run(self.global_step)))
+        return self.session.run(fetches)
+
+
+def test_model_pruning_hook_runs_nothing_of_its_own_unless_an_update_can_be_due():
+    with tf.Graph().as_default():
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        model_pruning.apply_mask(tf.compat.v1.get_variable("w", [10, 10]), "layer")
+        train_step = tf.compat.v1.assign_add(global_step, 1)  # returns the step after it
+        hook = ModelPruningHook("pruning_frequency=10,begin_pruning_step=5,end_pruning_step=25,"
+                                "target_sparsity=0.5,sparsity_function_end_step=20")
+        hook.begin()
+        with tf.compat.v1.Session() as session:
+            session.run([tf.compat.v1.global_variables_initializer(),
+                         tf.compat.v1.local_variables_initializer()])
+            hook.after_create_session(session, None)
+            last_update = hook.pruning.last_mask_update_step()
+            recording = RecordingSession(session, global_step)
+            context = tf.compat.v1.train.SessionRunContext(None, recording)
+            updated_at = []
+            for _ in range(40):
+                step = session.run(train_step)
+                hook.after_run(context, tf.compat.v1.train.SessionRunValues(step, None, None))
+                updated_at.append(session.run(last_update))
+    # The step fetched with the train op may be the one before the increment, so the hook
+    # also runs the graph's exact check one step early (9, 19); after step 25 never again.
+    # At an update (10, 20) a second run reads what the log reports.
+    assert recording.steps == [9, 10, 10, 19, 20, 20]
+    assert sorted(set(updated_at)) == [0, 10, 20]
+
+
 def test_pruning_without_masked_weights_warns_naming_the_usual_causes():
     with tf.Graph().as_default():
         tf.compat.v1.train.get_or_create_global_step()

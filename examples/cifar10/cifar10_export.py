@@ -5,10 +5,11 @@
     strip_pruning_vars --checkpoint_dir=/tmp/cifar10_export \\
         --output_node_names=softmax_linear/softmax_linear_2 --output_format=tflite
 
-The training checkpoint's graph reads its images from a tf.data iterator, so a frozen copy of
-it would carry the input pipeline and have no input to feed (TFLite needs a placeholder). The
-exported checkpoint holds the same variables, masks included, under a graph that starts at a
-placeholder of preprocessed images [batch, 24, 24, 3].
+The exported checkpoint holds the trained variables, masks included, under the inference
+graph: a placeholder `images` of preprocessed images [batch, 24, 24, 3], of any batch size, to
+the logits. (The training checkpoint can be stripped too, with `--input_node_names` naming
+the tensors its tf.data iterator gives, which then become placeholders; its graph has the
+training batch size and its own node names.)
 """
 
 import argparse
