@@ -23,8 +23,9 @@ $(STAMP): setup.py | $(VPY)
 
 install: $(STAMP)
 
+# Test files run in parallel, one worker per core (at most 4: each holds a TensorFlow).
 test: $(STAMP)
-	$(VPY) -m pytest -q --durations=10 tests
+	$(VPY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=10 tests
 
 demo: $(STAMP)
 	$(VPY) -m examples.cifar10.demo

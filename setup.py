@@ -67,7 +67,7 @@ setup(
         "gpu": [f"tensorflow[and-cuda]>={OLDEST_TENSORFLOW}"],
         # The example falls back to scikit-learn's bundled digits when CIFAR-10 is absent.
         "examples": ["scikit-learn"],
-        "test": ["pytest", "hypothesis", "scikit-learn"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "scikit-learn"],
     },
     entry_points={
         "console_scripts": [
