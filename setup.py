@@ -65,9 +65,11 @@ setup(
             f"tensorflow>={OLDEST_TENSORFLOW}; sys_platform == 'darwin'",
         ],
         "gpu": [f"tensorflow[and-cuda]>={OLDEST_TENSORFLOW}"],
-        # The example falls back to scikit-learn's bundled digits when CIFAR-10 is absent.
-        "examples": ["scikit-learn"],
-        "test": ["pytest", "pytest-xdist", "hypothesis", "scikit-learn"],
+        # The example falls back to scikit-learn's bundled digits when CIFAR-10 is absent;
+        # matplotlib draws the sensitivity plot (`sensitivity.plot`).
+        "plot": ["matplotlib"],
+        "examples": ["scikit-learn", "matplotlib"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "scikit-learn", "matplotlib"],
     },
     entry_points={
         "console_scripts": [

@@ -37,7 +37,7 @@ MASKED_WEIGHT_NAME = "weights/masked_weight"
 UPDATE_GROUP_SIZE = 1 << 22
 
 
-def _name_of(obj):
+def graph_name(obj):
     """The graph name of a variable, partitioned variable or tensor, without `:0`."""
     return obj.name.split(":")[0]
 
@@ -174,7 +174,7 @@ def _pruned_weights(spec):
             f"{len(weights)} in the pruning collections differ")
     return [(weight, mask, threshold) for weight, mask, threshold
             in zip(weights, masks, thresholds)
-            if not spec.is_excluded(_name_of(weight), _name_of(mask))]
+            if not spec.is_excluded(graph_name(weight), graph_name(mask))]
 
 
 def _checked_magnitudes(weights, weight_name):
@@ -240,7 +240,7 @@ class Pruning:
                  sparsity: tf.Variable | tf.Tensor | None = None):
         self._spec = spec if isinstance(spec, PruningSpec) else PruningSpec(spec)
         self._hparams = self._spec.hparams
-        self._spec.check_weights(_name_of(weight) for weight in get_weights())
+        self._spec.check_weights(graph_name(weight) for weight in get_weights())
         self._external_sparsity = sparsity is not None
         if self._external_sparsity:
             self._spec.check_external_sparsity()
@@ -302,7 +302,7 @@ class Pruning:
                 tf.cast(to_mask(keep), weights.dtype.base_dtype))
 
     def _update_ops_for_weight(self, weight, mask, threshold):
-        weight_name = _name_of(weight)
+        weight_name = graph_name(weight)
         values = weight.as_tensor() if compat.is_partitioned(weight) else tf.convert_to_tensor(weight)
         with tf.name_scope(weight_name + "_pruning_ops"):
             new_threshold, new_mask = self._threshold_and_mask(
@@ -343,10 +343,10 @@ class Pruning:
         the taylor criterion prunes. Call it before building the mask update op and run it
         with the training steps: `train_op = tf.group(train_op, p.add_taylor_scores(loss))`.
         """
-        scored = [(_name_of(weight), masked, _name_of(mask).rpartition("/")[0])
+        scored = [(graph_name(weight), masked, graph_name(mask).rpartition("/")[0])
                   for weight, mask, masked in zip(get_weights(), get_masks(), get_masked_weights())
-                  if not self._spec.is_excluded(_name_of(weight), _name_of(mask))
-                  and self._spec.criterion(_name_of(weight)) == "taylor"]
+                  if not self._spec.is_excluded(graph_name(weight), graph_name(mask))
+                  and self._spec.criterion(graph_name(weight)) == "taylor"]
         with tf.name_scope(self._hparams.name):
             scores, update = taylor.add_scores(loss, scored, self._hparams.taylor_decay)
         self._taylor_scores.update(scores)
@@ -359,9 +359,9 @@ class Pruning:
             tf.compat.v1.summary.scalar("sparsity", self.sparsity)
             tf.compat.v1.summary.scalar("last_mask_update_step", self.last_mask_update_step())
             for _, mask, threshold in _pruned_weights(self._spec):
-                tf.compat.v1.summary.scalar(_name_of(mask) + "/sparsity",
+                tf.compat.v1.summary.scalar(graph_name(mask) + "/sparsity",
                                             tf.nn.zero_fraction(mask))
-                tf.compat.v1.summary.scalar(_name_of(threshold) + "/threshold", threshold)
+                tf.compat.v1.summary.scalar(graph_name(threshold) + "/threshold", threshold)
 
     def print_hparams(self) -> None:
         tf.compat.v1.logging.info(self._hparams.to_json())

@@ -35,7 +35,23 @@ DENSE_RESNET_CHECKPOINT = textwrap.dedent("""
             session.run(tf.compat.v1.global_variables_initializer())
             tf.compat.v1.train.Saver().save(session, dense_checkpoint_dir + "/model.ckpt")
 """)
-PRELUDES = {"dense_checkpoint_dir": DENSE_RESNET_CHECKPOINT}
+# The cifar10 example's model, saved as initialised, and random evaluation data.
+CIFAR10_CHECKPOINT = textwrap.dedent("""
+    import tempfile
+    import numpy as np
+    import tensorflow as tf
+    from examples.cifar10 import cifar10_pruning
+    trained_checkpoint_dir, output_dir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    eval_images = np.random.RandomState(0).rand(64, 24, 24, 3).astype(np.float32)
+    eval_labels = np.random.RandomState(1).randint(0, 10, 64)
+    with tf.Graph().as_default():
+        cifar10_pruning.inference(tf.zeros([1, 24, 24, 3]))
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(session, trained_checkpoint_dir + "/model.ckpt")
+""")
+PRELUDES = {"dense_checkpoint_dir": DENSE_RESNET_CHECKPOINT,
+            "trained_checkpoint_dir": CIFAR10_CHECKPOINT}
 
 # Prints the sparsity of every mask of the checkpoint the block trained into `train_dir`.
 MASKS_IN_TRAIN_DIR = textwrap.dedent("""
@@ -44,7 +60,8 @@ MASKS_IN_TRAIN_DIR = textwrap.dedent("""
         if name.endswith("/mask"):
             print("MASK", name, 1.0 - reader.get_tensor(name).mean())
 """)
-EPILOGUES = {"train_dir": MASKS_IN_TRAIN_DIR}
+EPILOGUES = {"train_dir": MASKS_IN_TRAIN_DIR,
+             "output_dir": 'print("PNG", os.path.exists(output_dir + "/sensitivity.png"))\n'}
 
 
 def python_blocks():
@@ -90,6 +107,13 @@ def test_readme_block_runs_as_written(line, code):
         # with outliers has coarse ones; a few short training runs came within 2 points).
         for name, sparsity in masks:
             assert 0.8 - 0.03 <= float(sparsity) <= 0.8 + 1e-6, name
+    if "trained_checkpoint_dir" in names:
+        # The example's five masked weights and the sweep, each at nine sparsities.
+        rows = re.findall(r"^\| (\S+/weights|all weights \(sweep\)) \|(.*)$", output, re.M)
+        assert len(rows) == 6 and all(rest.count("|") == 10 for _, rest in rows)  # size + 9
+        assert re.search(r"overall sparsity [\d.]+% with weight_sparsity_map=\[\^conv1/weights\$:",
+                         output)
+        assert "PNG True" in output
 
 
 def test_readme_strip_commands_name_a_node_of_the_example_graph():
