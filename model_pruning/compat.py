@@ -39,6 +39,11 @@ def is_partitioned(variable):
     return isinstance(variable, PartitionedVariable)
 
 
+def whole_value(variable):
+    """The value of a variable, partitioned or not, or of a tensor, as one tensor."""
+    return variable.as_tensor() if is_partitioned(variable) else tf.convert_to_tensor(variable)
+
+
 def eager_execution_is_global():
     """True unless `tf.compat.v1.disable_eager_execution()` was called.
 

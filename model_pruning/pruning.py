@@ -112,6 +112,13 @@ def get_overall_weight_sparsity() -> tf.Tensor:
     return zeros / tf.cast(tf.add_n([tf.size(mask) for mask in masks]), tf.float32)
 
 
+def assign_whole(variable, value):
+    """Assigns `value` to a variable, or split like it to a partitioned variable's parts."""
+    if compat.is_partitioned(variable):
+        return pruning_utils.partitioned_variable_assign(variable, value)
+    return pruning_utils.variable_assign(variable, value)
+
+
 def _int32_global_step(global_step):
     if global_step is None:
         global_step = tf.compat.v1.train.get_global_step()
@@ -189,7 +196,7 @@ def _checked_magnitudes(weights, weight_name):
         return tf.identity(magnitudes), tf.identity(top)
 
 
-def _scores(weights, magnitudes, top, block_dims, pooling, taylor_score):
+def weight_scores(weights, magnitudes, top, block_dims, pooling, taylor_score):
     """(scores, their maximum or None, keep -> mask of `weights`) for one weight: its output
     channels' Taylor score if given, else |w| pooled over blocks, else |w| element by element."""
     if taylor_score is not None:
@@ -268,7 +275,7 @@ class Pruning:
         return _read_or_zero(self._last_update_step)
 
     def _weight_sparsity(self, weight_name):
-        """The sparsity tensor for one weight: its own from weight_sparsity_map, or the global one."""
+        """The sparsity tensor of one weight: its own from weight_sparsity_map, else the global."""
         target = self._spec.target_sparsity(weight_name)
         if target is None:
             return self.sparsity
@@ -288,7 +295,7 @@ class Pruning:
     def _threshold_and_mask(self, weights, threshold, weight_name):
         """The new (threshold, mask) of one weight tensor, from `threshold` (the last one)."""
         magnitudes, top = _checked_magnitudes(weights, weight_name)
-        scores, top, to_mask = _scores(
+        scores, top, to_mask = weight_scores(
             weights, magnitudes, top, self._spec.block_dims(weight_name),
             self._hparams.block_pooling_function, self._taylor_score(weight_name))
         sparsity = self._weight_sparsity(weight_name)
@@ -303,14 +310,12 @@ class Pruning:
 
     def _update_ops_for_weight(self, weight, mask, threshold):
         weight_name = graph_name(weight)
-        values = weight.as_tensor() if compat.is_partitioned(weight) else tf.convert_to_tensor(weight)
+        values = compat.whole_value(weight)
         with tf.name_scope(weight_name + "_pruning_ops"):
             new_threshold, new_mask = self._threshold_and_mask(
                 values, threshold.read_value(), weight_name)
-        assign_mask = (pruning_utils.partitioned_variable_assign if compat.is_partitioned(mask)
-                       else pruning_utils.variable_assign)
         return [pruning_utils.variable_assign(threshold, new_threshold),
-                assign_mask(mask, new_mask)]
+                assign_whole(mask, new_mask)]
 
     def _mask_assign_ops(self):
         pruned = _pruned_weights(self._spec)

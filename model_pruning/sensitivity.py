@@ -64,16 +64,6 @@ def _check_arguments(sparsities, granularity, criterion):
                      f"got {granularity!r}")
 
 
-def _value(variable):
-    return variable.as_tensor() if compat.is_partitioned(variable) else tf.convert_to_tensor(variable)
-
-
-def _assign(variable, value):
-    if compat.is_partitioned(variable):
-        return pruning_utils.partitioned_variable_assign(variable, value)
-    return pruning_utils.variable_assign(variable, value)
-
-
 class OneShotMasks:
     """Ops, in the default graph, that set masks to a sparsity one-shot and put masks back.
 
@@ -98,22 +88,20 @@ class OneShotMasks:
         self._set_ops, self._restore_inputs, self._restore_ops = {}, [], []
         for name, (weight, mask) in zip(self.names, pairs):
             with tf.name_scope(name + "_one_shot"):
-                mask_value = _value(mask)
-                magnitudes = tf.abs(_value(weight) * mask_value)
-                if block_dims == [1, 1] or magnitudes.get_shape().ndims < 2:
-                    scores, to_mask = magnitudes, lambda keep: keep
-                else:
-                    scores, to_mask = pruning_utils.block_scores(
-                        magnitudes, list(block_dims), CRITERIA[criterion])
+                mask_value = compat.whole_value(mask)
+                masked = compat.whole_value(weight) * mask_value
+                scores, _, to_mask = pruning.weight_scores(
+                    masked, tf.abs(masked), None, list(block_dims), CRITERIA[criterion], None)
                 _, keep = pruning_utils.exact_threshold_mask(scores, self._sparsity)
-                self._set_ops[name] = _assign(mask, tf.cast(to_mask(keep), mask_value.dtype))
+                new_mask = tf.cast(to_mask(keep), mask_value.dtype)
+                self._set_ops[name] = pruning.assign_whole(mask, new_mask)
                 restore_input = tf.compat.v1.placeholder(mask_value.dtype, mask_value.shape)
                 self._restore_inputs.append(restore_input)
-                self._restore_ops.append(_assign(mask, restore_input))
+                self._restore_ops.append(pruning.assign_whole(mask, restore_input))
 
     def read(self, session: tf.compat.v1.Session) -> list[np.ndarray]:
         """The masks' present values, in the order of `names`."""
-        return session.run([_value(mask) for mask in self._masks])
+        return session.run([compat.whole_value(mask) for mask in self._masks])
 
     def set(self, session: tf.compat.v1.Session, sparsity: float,
             names: Sequence[str] | None = None) -> None:
