@@ -34,6 +34,9 @@ GRANULARITIES = ("weight", "channel")
 # How the |w| of a channel or block pool into its score.
 CRITERIA = {"l1": "AVG", "l2": "L2", "max": "MAX"}
 
+# A drop of exactly max_drop is within it, whatever the float rounding of the difference.
+_TOLERANCE = 1e-9
+
 Analysis = collections.namedtuple(
     "Analysis", ["baseline", "sparsities", "sweep", "layers", "sizes"])
 Analysis.__doc__ = """`baseline`: the metric with the masks as they were; `sweep`: the metric at
@@ -93,7 +96,8 @@ class OneShotMasks:
                 scores, _, to_mask = pruning.weight_scores(
                     masked, tf.abs(masked), None, list(block_dims), CRITERIA[criterion], None)
                 _, keep = pruning_utils.exact_threshold_mask(scores, self._sparsity)
-                new_mask = tf.cast(to_mask(keep), mask_value.dtype)
+                # A weight pruned already stays pruned, however few the scores keep asks.
+                new_mask = tf.cast(to_mask(keep), mask_value.dtype) * mask_value
                 self._set_ops[name] = pruning.assign_whole(mask, new_mask)
                 restore_input = tf.compat.v1.placeholder(mask_value.dtype, mask_value.shape)
                 self._restore_inputs.append(restore_input)
@@ -159,6 +163,26 @@ def analyze(session: tf.compat.v1.Session, evaluate: Callable[[tf.compat.v1.Sess
     return Analysis(baseline, list(sparsities), sweep, layers, masks.sizes)
 
 
+def _within(analysis, metric, max_drop):
+    return analysis.baseline - metric <= max_drop + _TOLERANCE
+
+
+def sweep_summary(analysis: Analysis, max_drop: float, metric_name: str = "metric") -> str:
+    """One line: up to which sparsity the sweep keeps the metric within `max_drop` of the
+    baseline, and by how much it falls at the next sparsity."""
+    pairs = sorted(zip(analysis.sparsities, analysis.sweep))
+    fall = next((i for i, (_, metric) in enumerate(pairs)
+                 if not _within(analysis, metric, max_drop)), len(pairs))
+    start = f"one-shot sweep: {metric_name} {analysis.baseline:.4f}"
+    if fall == 0:
+        return f"{start} falls by more than {max_drop:g} already at sparsity {pairs[0][0]:g}"
+    line = f"{start} stays within {max_drop:g} up to sparsity {pairs[fall - 1][0]:g}"
+    if fall == len(pairs):
+        return line + ", the highest tried"
+    sparsity, metric = pairs[fall]
+    return line + f"; falls by {analysis.baseline - metric:.4f} at {sparsity:g}"
+
+
 def suggest_sparsity_map(analysis: Analysis, max_drop: float) -> Suggestion:
     """Each layer's highest one-shot sparsity whose metric stays within `max_drop` of baseline.
 
@@ -172,7 +196,7 @@ def suggest_sparsity_map(analysis: Analysis, max_drop: float) -> Suggestion:
     sparsity_map = {}
     for name, metrics in analysis.layers.items():
         within = [s for s, metric in zip(analysis.sparsities, metrics)
-                  if analysis.baseline - metric <= max_drop]
+                  if _within(analysis, metric, max_drop)]
         sparsity_map[name] = max(within, default=0.0)
     total = sum(analysis.sizes[name] for name in sparsity_map)
     overall = sum(analysis.sizes[name] * s for name, s in sparsity_map.items()) / total

@@ -20,12 +20,13 @@ INPUTS = RNG.randn(5, 6).astype(np.float32)
 
 
 def numpy_one_shot(weight, mask, sparsity, granularity):
-    """The mask that keeps the largest |mask * w| (by weight) or column L2 norms (by channel)."""
+    """The mask that keeps the largest |mask * w| (by weight) or column L2 norms (by channel),
+    and nothing the old mask prunes."""
     magnitudes = np.abs(weight * mask)
     if granularity == "weight":
-        return numpy_exact_keep(magnitudes, sparsity).astype(np.float32)
+        return numpy_exact_keep(magnitudes, sparsity) * mask
     norms = np.sqrt((magnitudes ** 2).mean(axis=0, keepdims=True))
-    return np.broadcast_to(numpy_exact_keep(norms, sparsity), weight.shape).astype(np.float32)
+    return np.broadcast_to(numpy_exact_keep(norms, sparsity), weight.shape) * mask
 
 
 def numpy_metric(m1, m2):
@@ -68,6 +69,20 @@ def test_sweep_and_sensitivity_match_numpy_one_shot_pruning(granularity, criteri
     assert analysis.sizes == {"fc1/weights": 48, "fc2/weights": 24}
 
 
+def test_weights_pruned_already_stay_pruned_at_every_sparsity():
+    graph, session, evaluate = two_layer_model()
+    with graph.as_default():
+        mask = model_pruning.get_masks()[0]
+    seen = []
+    with session:
+        for granularity in ("weight", "channel"):
+            sensitivity.analyze(session, lambda session: seen.append(session.run(mask)) or 0.0,
+                                [0.0, 0.5], granularity, per_layer=False, progress=None)
+    for value in seen:
+        assert not value[M1 == 0].any()
+    assert np.array_equal(seen[1], M1)  # sparsity 0 keeps every weight the old mask keeps
+
+
 def test_masks_are_as_they_were_after_the_analysis_and_after_an_interrupt():
     graph, session, evaluate = two_layer_model()
     calls = []
@@ -108,6 +123,7 @@ ANALYSIS = sensitivity.Analysis(
 
 def test_suggested_map_takes_each_layers_highest_sparsity_within_the_drop():
     suggestion = sensitivity.suggest_sparsity_map(ANALYSIS, max_drop=0.01)
+    # conv1 drops 0.05 at 0.8; fc stays within 0.01 up to 0.9; logits never does.
     assert suggestion.sparsity_map == {"conv1/weights": 0.5, "fc/weights": 0.9,
                                        "logits/weights": 0.0}
     assert suggestion.overall_sparsity == pytest.approx((100 * 0.5 + 800 * 0.9) / 1000)
@@ -115,6 +131,12 @@ def test_suggested_map_takes_each_layers_highest_sparsity_within_the_drop():
     for name, value in suggestion.sparsity_map.items():
         assert spec.target_sparsity(name) == value
     assert spec.target_sparsity("block1/conv1/weights") is None  # anchored: no other weight
+
+
+def test_a_drop_of_exactly_max_drop_is_within_it():
+    analysis = ANALYSIS._replace(baseline=0.71, sparsities=[0.5], sweep=[0.7],
+                                 layers={"fc/weights": [0.70]}, sizes={"fc/weights": 10})
+    assert sensitivity.suggest_sparsity_map(analysis, 0.01).sparsity_map == {"fc/weights": 0.5}
 
 
 def test_table_has_a_row_per_layer_and_the_sweep():
@@ -147,3 +169,13 @@ def test_a_graph_without_masked_weights_is_an_error():
         with tf.compat.v1.Session(graph=graph) as session:
             with pytest.raises(ValueError, match="No masked weight in the graph"):
                 sensitivity.analyze(session, lambda session: 0.0)
+
+
+@pytest.mark.parametrize("max_drop, summary", [
+    (0.01, "stays within 0.01 up to sparsity 0.5; falls by 0.1000 at 0.8"),
+    (0.5, "stays within 0.5 up to sparsity 0.9, the highest tried"),
+    (0.001, "falls by more than 0.001 already at sparsity 0.5"),
+])
+def test_sweep_summary_says_where_the_sweep_falls(max_drop, summary):
+    line = sensitivity.sweep_summary(ANALYSIS, max_drop, "precision")
+    assert line == f"one-shot sweep: precision 0.9000 {summary}"

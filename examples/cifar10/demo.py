@@ -6,8 +6,11 @@ settings, once dense and once with a contrib-README-style gradual schedule: prun
 pruned net has 1,000 steps to recover. The learning rate drops 10x after 32 epochs (step
 1498): the last steps at the low rate make both accuracies steady from run to run. Then it
 evaluates both, strips the pruned one, exports it to sparse TFLite, scores the TFLite model
-too, and prints accuracy, per-layer sparsity and model sizes. It exits 1 when the pruned model
-is more than 2 points less accurate than the dense one or a layer is below 89% sparsity.
+too, and prints accuracy, per-layer sparsity and model sizes. It also prunes the dense model
+one-shot at a range of sparsities, all layers and each alone (`cifar10_sensitivity`), and
+reports how far that goes within 1 point and the sparsity map it suggests (the curves in
+sensitivity.png, the table in sensitivity.txt). It exits 1 when the pruned model is more than
+2 points less accurate than the dense one or a layer is below 89% sparsity.
 
 The schedule uses `threshold_method=exact`: contrib's histogram threshold is quantised to
 max|w|/nbins, which in our runs left the two small layers (conv1, softmax_linear) at ~88%.
@@ -25,8 +28,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from examples.cifar10 import cifar10_eval, cifar10_export, cifar10_input, cifar10_pruning
-from model_pruning import export
+from examples.cifar10 import (cifar10_eval, cifar10_export, cifar10_input, cifar10_pruning,
+                              cifar10_sensitivity)
+from model_pruning import export, sensitivity
 from model_pruning.strip_pruning_vars import gzip_size
 from model_pruning.strip_pruning_vars_lib import graph_def_from_checkpoint, strip_pruning_vars_fn
 
@@ -46,6 +50,8 @@ RUNS = {
 }
 MAX_ACCURACY_DROP = 0.02
 MIN_LAYER_SPARSITY = 0.89
+# The suggested map keeps each layer's one-shot precision within this of the dense model's.
+SENSITIVITY_MAX_DROP = 0.01
 
 
 def train(name, hparams, output_dir, data_dir):
@@ -73,21 +79,6 @@ def train(name, hparams, output_dir, data_dir):
         raise SystemExit(f"[{name}] training failed (exit {process.returncode}); "
                          f"its stderr is in {stderr_path}")
     return train_dir
-
-
-def load_test_set(batches_dir):
-    """The preprocessed test images and labels as numpy arrays."""
-    with tf.Graph().as_default():
-        init, images, labels = cifar10_input.inputs("test", batches_dir, batch_size=256)
-        batches = []
-        with tf.compat.v1.Session() as session:
-            session.run(init)
-            while True:
-                try:
-                    batches.append(session.run([images, labels]))
-                except tf.errors.OutOfRangeError:
-                    break
-    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 def tflite_precision(model, images, labels):
@@ -118,7 +109,21 @@ def write(path, data):
     return data
 
 
-def report(description, num_train, results, tflite_accuracy, sizes, seconds):
+def sensitivity_section(analysis, suggestion):
+    """The report's lines on the one-shot analysis of the dense model."""
+    layers = ", ".join(f"{name.split('/')[0]} {value:g}"
+                       for name, value in suggestion.sparsity_map.items())
+    return [f"one-shot pruning of the dense model ({cifar10_sensitivity.PNG_NAME}, "
+            f"{cifar10_sensitivity.TEXT_NAME})",
+            "  " + sensitivity.sweep_summary(analysis, suggestion.max_drop,
+                                             cifar10_sensitivity.METRIC_NAME),
+            f"  suggested map, each layer alone within {suggestion.max_drop:g}: "
+            f"overall sparsity {suggestion.overall_sparsity:.1%}",
+            f"    ({layers})"]
+
+
+def report(description, num_train, results, tflite_accuracy, sizes, sensitivity_lines,
+           seconds):
     """The report's lines and whether both checks passed."""
     dense, pruned = results["dense"], results["pruned"]
     drop = dense.precision - pruned.precision
@@ -139,6 +144,7 @@ def report(description, num_train, results, tflite_accuracy, sizes, seconds):
     lines += ["", f"model sizes{'bytes':>38}{'gzip':>12}"]
     for label, data in sizes:
         lines.append(f"  {label:35} {len(data):>12,}{gzip_size(data):>12,}")
+    lines += ["", *sensitivity_lines]
     accuracy_ok = drop <= MAX_ACCURACY_DROP
     sparsity_ok = min(pruned.layer_sparsity.values()) >= MIN_LAYER_SPARSITY
     lines += ["",
@@ -181,10 +187,18 @@ def main(argv=None):
         ("pruned, sparse .tflite", write(os.path.join(output_dir, "pruned_sparse.tflite"),
                                          tflite)),
     ]
-    tflite_accuracy = tflite_precision(tflite, *load_test_set(batches_dir))
+    tflite_accuracy = tflite_precision(
+        tflite, *cifar10_sensitivity.load_eval_set(batches_dir, "test"))
+
+    print("pruning the dense model one-shot: all layers, then each alone", flush=True)
+    analysis, suggestion = cifar10_sensitivity.run(
+        checkpoints["dense"], batches_dir, "test", max_drop=SENSITIVITY_MAX_DROP,
+        output_dir=output_dir, progress=None)
+    print(sensitivity.format_table(analysis), flush=True)
 
     lines, passed = report(description, cifar10_input.count_records(batches_dir, "train"),
-                           results, tflite_accuracy, sizes, time.time() - start)
+                           results, tflite_accuracy, sizes,
+                           sensitivity_section(analysis, suggestion), time.time() - start)
     text = "\n".join(lines)
     print("\n" + text)
     with open(os.path.join(output_dir, "report.txt"), "w") as f:
