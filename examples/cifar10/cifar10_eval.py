@@ -27,12 +27,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--eval_dir", default="/tmp/cifar10_eval",
                         help="Where the precision summaries are written.")
-    parser.add_argument("--eval_data", default="test", choices=("test", "train_eval"),
-                        help="'test' reads test_batch.bin, 'train_eval' the training batches.")
+    flags.add_eval_data_flag(parser)
     parser.add_argument("--checkpoint_dir", default="/tmp/cifar10_train",
                         help="The training directory whose latest checkpoint is evaluated.")
-    parser.add_argument("--data_dir", default="/tmp/cifar10_data",
-                        help="CIFAR-10 binary batches (or where the digits fallback is cached).")
+    flags.add_data_dir_flag(parser)
     parser.add_argument("--eval_interval_secs", type=int, default=300,
                         help="Seconds between looks for a new checkpoint.")
     parser.add_argument("--num_examples", type=int,

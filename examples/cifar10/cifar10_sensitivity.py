@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from examples.cifar10 import cifar10_eval, cifar10_input, cifar10_pruning
+from examples.cifar10 import cifar10_eval, cifar10_input, cifar10_pruning, flags
 from model_pruning import sensitivity
 
 DEFAULT_MAX_DROP = 0.01
@@ -58,10 +58,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint_dir", default="/tmp/cifar10_train",
                         help="The training directory whose latest checkpoint is analysed.")
-    parser.add_argument("--data_dir", default="/tmp/cifar10_data",
-                        help="CIFAR-10 binary batches (or where the digits fallback is cached).")
-    parser.add_argument("--eval_data", default="test", choices=("test", "train_eval"),
-                        help="'test' reads test_batch.bin, 'train_eval' the training batches.")
+    flags.add_data_dir_flag(parser)
+    flags.add_eval_data_flag(parser)
     parser.add_argument("--num_examples", type=int, default=None,
                         help="Evaluate on the first this many examples in file order "
                              "(default: all; the digits files are sorted by class).")

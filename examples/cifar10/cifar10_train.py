@@ -26,8 +26,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train_dir", default="/tmp/cifar10_train",
                         help="Checkpoints and summaries; an existing checkpoint is resumed.")
-    parser.add_argument("--data_dir", default="/tmp/cifar10_data",
-                        help="CIFAR-10 binary batches (or where the digits fallback is cached).")
+    flags.add_data_dir_flag(parser)
     parser.add_argument("--pruning_hparams", default="",
                         help="Comma-separated name=value pruning hparams; '' uses the defaults.")
     parser.add_argument("--max_steps", type=int, default=1000000,

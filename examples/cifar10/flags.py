@@ -1,4 +1,4 @@
-"""Command-line helpers shared by the example's train and eval scripts."""
+"""Command-line helpers shared by the example's scripts."""
 
 import argparse
 
@@ -25,3 +25,13 @@ def add_bool_flag(parser, name, help_text):
     """Adds `--name` (True), `--name=true|false`, defaulting to False."""
     parser.add_argument(f"--{name}", type=parse_bool, nargs="?", const=True, default=False,
                         help=help_text)
+
+
+def add_data_dir_flag(parser):
+    parser.add_argument("--data_dir", default="/tmp/cifar10_data",
+                        help="CIFAR-10 binary batches (or where the digits fallback is cached).")
+
+
+def add_eval_data_flag(parser):
+    parser.add_argument("--eval_data", default="test", choices=("test", "train_eval"),
+                        help="'test' reads test_batch.bin, 'train_eval' the training batches.")
