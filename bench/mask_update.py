@@ -1,9 +1,10 @@
 """Cost of one `mask_update_op()` against reading the weights once and against a full sort.
 
-    python -m bench.mask_update [--sizes 1e6 1e7 1e8] [--sparsity 0.8]
+    python -m bench.mask_update [--sizes 1e6 1e7 1e8] [--sparsity 0.8] [--layout few|many]
 
-For each model size (weights spread over 4 conv and 2 fc kernels) it times, interleaved in one
-process: `read once` (reduce_sum(abs(w)) over every weight, the floor of any method), the
+For each model size (`few`: weights spread over 4 conv and 2 fc kernels; `many`: kernels of
+at most 2.1M weights, as in ResNets and BERT, [3, 3, 256, 512], [1024, 1024] and [2048, 1000]
+in turn) it times, interleaved in one process: `read once` (reduce_sum(abs(w)) over every weight, the floor of any method), the
 `histogram` and `exact` mask updates of `Pruning`, and `full sort`, contrib's final method
 (tf.math.top_k over all n values of each weight, then assign threshold and mask). It prints
 ratios of medians. Each method's peak memory is measured in a child process of its own: the
@@ -23,18 +24,27 @@ from model_pruning import pruning
 METHODS = ("read once", "histogram", "exact", "full sort")
 
 
-def kernel_shapes(num_weights):
-    """4 conv kernels [3, 3, c, c] holding 1/4 of the weights, fc kernels [d, 2d] and [d, d]
-    holding 1/2 and 1/4."""
+MANY_LAYER_SHAPES = [[3, 3, 256, 512], [1024, 1024], [2048, 1000]]
+
+
+def kernel_shapes(num_weights, layout="few"):
+    """`few`: 4 conv kernels [3, 3, c, c] holding 1/4 of the weights, fc kernels [d, 2d] and
+    [d, d] holding 1/2 and 1/4. `many`: MANY_LAYER_SHAPES in turn up to num_weights."""
+    if layout == "many":
+        shapes, total = [], 0
+        while total < num_weights:
+            shapes.append(MANY_LAYER_SHAPES[len(shapes) % len(MANY_LAYER_SHAPES)])
+            total += int(np.prod(shapes[-1]))
+        return shapes
     channels = round(math.sqrt(num_weights / 16 / 9))
     dim = round(math.sqrt(num_weights / 4))
     return [[3, 3, channels, channels]] * 4 + [[dim, 2 * dim], [dim, dim]]
 
 
-def build_masked_model(num_weights):
+def build_masked_model(num_weights, layout):
     """Masked weight variables of `kernel_shapes`, normally distributed; returns them."""
     weights = []
-    for i, shape in enumerate(kernel_shapes(num_weights)):
+    for i, shape in enumerate(kernel_shapes(num_weights, layout)):
         scope = f"{'conv' if len(shape) == 4 else 'fc'}{i}"
         with tf.compat.v1.variable_scope(scope):
             weight = tf.compat.v1.get_variable(
@@ -74,12 +84,12 @@ def build_op(method, weights, sparsity):
     return pruning.Pruning(spec, sparsity=tf.constant(sparsity)).mask_update_op()
 
 
-def build(num_weights, methods, sparsity):
+def build(num_weights, layout, methods, sparsity):
     """A graph with the model and one op per method; returns (graph, ops, weights)."""
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.train.get_or_create_global_step()
-        weights = build_masked_model(num_weights)
+        weights = build_masked_model(num_weights, layout)
         ops = {method: build_op(method, weights, sparsity) for method in methods}
     return graph, ops, weights
 
@@ -88,9 +98,9 @@ def weights_bytes(weights):
     return sum(w.get_shape().num_elements() * w.dtype.base_dtype.size for w in weights)
 
 
-def measure_memory(num_weights, method, sparsity):
+def measure_memory(num_weights, layout, method, sparsity):
     """Child process body: the extra peak memory of one update, over the weights' size."""
-    graph, ops, weights = build(num_weights, ["read once", method], sparsity)
+    graph, ops, weights = build(num_weights, layout, ["read once", method], sparsity)
     with tf.compat.v1.Session(graph=graph, config=common.session_config()) as session:
         session.run(tf.compat.v1.initializers.global_variables())
         session.run(tf.compat.v1.initializers.local_variables())
@@ -101,9 +111,9 @@ def measure_memory(num_weights, method, sparsity):
     print(extra / weights_bytes(weights))
 
 
-def measure_times(num_weights, repetitions, sparsity):
+def measure_times(num_weights, layout, repetitions, sparsity):
     """Median seconds of each method's op, interleaved."""
-    graph, ops, _ = build(num_weights, METHODS, sparsity)
+    graph, ops, _ = build(num_weights, layout, METHODS, sparsity)
     with tf.compat.v1.Session(graph=graph, config=common.session_config()) as session:
         session.run(tf.compat.v1.initializers.global_variables())
         session.run(tf.compat.v1.initializers.local_variables())
@@ -115,6 +125,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 1e7, 1e8])
     parser.add_argument("--sparsity", type=float, default=0.8)
+    parser.add_argument("--layout", choices=("few", "many"), default="few")
     parser.add_argument("--repetitions", type=int, default=None,
                         help="Timed rounds (default 15 at 1M weights, fewer for larger models).")
     parser.add_argument("--memory_child", nargs=2, metavar=("SIZE", "METHOD"),
@@ -122,26 +133,29 @@ def main():
     args = parser.parse_args()
     tf.compat.v1.disable_eager_execution()
     if args.memory_child:
-        measure_memory(int(float(args.memory_child[0])), args.memory_child[1], args.sparsity)
+        measure_memory(int(float(args.memory_child[0])), args.layout, args.memory_child[1],
+                       args.sparsity)
         return
 
     print(common.machine_line())
+    print(f"layout: {args.layout}")
     rows = []
     for size in map(int, args.sizes):
         repetitions = args.repetitions or max(5, int(15 / max(1, size / 1e6) ** 0.25))
-        seconds = measure_times(size, repetitions, args.sparsity)
+        seconds = measure_times(size, args.layout, repetitions, args.sparsity)
         memory = {method: float(common.run_child(
-            "bench.mask_update", "--sparsity", args.sparsity, "--memory_child", size, method,
-            env=common.LIVE_MEMORY_ENV)) for method in METHODS}
+            "bench.mask_update", "--sparsity", args.sparsity, "--layout", args.layout,
+            "--memory_child", size, method, env=common.LIVE_MEMORY_ENV)) for method in METHODS}
         floor, full_sort = seconds["read once"], seconds["full sort"]
-        rows.append([f"{size / 1e6:g}M", f"{repetitions}", f"{floor * 1e3:.1f} ms"]
+        kernels = len(kernel_shapes(size, args.layout))
+        rows.append([f"{size / 1e6:g}M", f"{kernels}", f"{repetitions}", f"{floor * 1e3:.1f} ms"]
                     + [f"{seconds[m] / floor:.1f}x" for m in ("histogram", "exact", "full sort")]
                     + [f"{full_sort / seconds[m]:.0f}x" for m in ("histogram", "exact")]
                     + [f"{seconds['exact'] / seconds['histogram']:.2f}x"]
                     + [f"{memory[m]:.2f}x" for m in METHODS])
         print(f"done {size / 1e6:g}M", flush=True)
     common.print_table(
-        ["weights", "rounds", "read once", "histogram / read", "exact / read",
+        ["weights", "kernels", "rounds", "read once", "histogram / read", "exact / read",
          "full sort / read", "full sort / histogram", "full sort / exact",
          "exact / histogram"] + [f"extra memory {m}" for m in METHODS], rows)
 
