@@ -11,7 +11,7 @@ COMPAT_ROWS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo install compat bench-peers clean
+.PHONY: test test-long demo install compat bench-peers clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ $(STAMP): setup.py | $(VPY)
 install: $(STAMP)
 
 # Test files run in parallel, one worker per core (at most 4: each holds a TensorFlow).
+# `make test-long` runs the end-to-end checks marked `long` (pytest.ini), ~2 min more.
+PYTEST := $(VPY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=10
 test: $(STAMP)
-	$(VPY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=10 tests
+	$(PYTEST) -m "not long" tests
+
+test-long: $(STAMP)
+	$(PYTEST) -m long tests
 
 demo: $(STAMP)
 	$(VPY) -m examples.cifar10.demo

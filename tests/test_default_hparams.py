@@ -60,6 +60,7 @@ def test_alexnet_v2_under_masking_scope_with_default_hparams_ends_at_the_target(
     np.testing.assert_allclose(sparsity, 0.9, atol=ONE_POINT)
 
 
+@pytest.mark.long
 def test_cifar10_example_with_default_hparams_ends_at_the_target(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from examples.cifar10 import cifar10_input
@@ -39,6 +40,7 @@ def start_task(job_name, task_index, hosts, train_dir, data_dir):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+@pytest.mark.long
 def test_pruning_on_a_parameter_server_cluster(tmp_path):
     data_dir, train_dir = tmp_path / "data", tmp_path / "train"
     cifar10_input.find_data(str(data_dir))  # convert the data once, before the workers start

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 
 from examples.cifar10 import cifar10_input
@@ -45,6 +46,7 @@ def run_to_end(train_dir, data_dir, max_steps, log_frequency=50):
     return log
 
 
+@pytest.mark.long
 def test_killed_training_resumes_the_ramp_without_losing_sparsity(tmp_path):
     data_dir, train_dir = tmp_path / "data", tmp_path / "train"
     cifar10_input.find_data(str(data_dir))
