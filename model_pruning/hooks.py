@@ -38,15 +38,12 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         self._spec = PruningSpec(hparams)
         self._global_step = global_step
         self.pruning = None
-        self._step = self._update = self._read_step = None
+        self._update = self._read_step = None
         self._report = None
         self._last_update_step = None
 
     def begin(self):
         self.pruning = Pruning(self._spec, global_step=self._global_step)
-        self._step = self._global_step
-        if self._step is None:
-            self._step = tf.compat.v1.train.get_global_step()
         self._read_step = self.pruning.last_mask_update_step()
         with tf.control_dependencies([self.pruning.conditional_mask_update_op()]):
             # Read after the update, so a changed value means an update just ran.
@@ -58,7 +55,7 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         self._last_update_step = session.run(self._read_step)
 
     def before_run(self, run_context):
-        return tf.compat.v1.train.SessionRunArgs(self._step)
+        return tf.compat.v1.train.SessionRunArgs(self.pruning.global_step)
 
     def _may_be_due(self, fetched_step):
         """Whether an update can be due now. The step was read in the same run as the train op,

@@ -238,6 +238,11 @@ class Pruning:
         `PruningSpec`, or None for the defaults. Checked here, with the weights masked so far.
       global_step: the global step tensor or variable; defaults to the graph's global step.
       sparsity: a tensor or variable that replaces the schedule entirely.
+
+    Attributes:
+      global_step: the int32 step the schedule and the update gate read.
+      sparsity: the scheduled (or the given) sparsity tensor.
+
     Raises:
       ValueError: on an invalid spec, a weight matched by two map entries, or no global step.
     """
@@ -252,13 +257,13 @@ class Pruning:
         if self._external_sparsity:
             self._spec.check_external_sparsity()
         self._taylor_scores = {}
-        self._global_step = _int32_global_step(global_step)
+        self.global_step = _int32_global_step(global_step)
         with tf.name_scope(self._hparams.name):
             self.sparsity = sparsity if self._external_sparsity else self._schedule(
                 self._hparams.target_sparsity)
             # With an external sparsity the end of the schedule is unknown: always smooth.
             self._threshold_decay = self._hparams.threshold_decay if self._external_sparsity \
-                else threshold_decay_at_step(self._global_step,
+                else threshold_decay_at_step(self.global_step,
                                              self._hparams.sparsity_function_end_step,
                                              self._hparams.threshold_decay)
         self._last_update_step = _last_update_step_variable(self._hparams.name)
@@ -266,7 +271,7 @@ class Pruning:
     def _schedule(self, target_sparsity):
         hparams = self._hparams
         return sparsity_at_step(
-            self._global_step, hparams.sparsity_function_begin_step,
+            self.global_step, hparams.sparsity_function_begin_step,
             hparams.sparsity_function_end_step, hparams.initial_sparsity, target_sparsity,
             hparams.sparsity_function_exponent, name="sparsity")
 
@@ -327,7 +332,7 @@ class Pruning:
         with tf.name_scope(self._hparams.name):
             assign_ops = self._mask_assign_ops()
             step_assign = self._last_update_step.assign(
-                self._global_step, name="last_mask_update_step_assign")
+                self.global_step, name="last_mask_update_step_assign")
             with tf.control_dependencies(assign_ops + [step_assign]):
                 return tf.no_op(name="mask_update")
 
@@ -338,7 +343,7 @@ class Pruning:
         """
         hparams = self._hparams
         with tf.name_scope(hparams.name):
-            is_due = update_is_due(self._global_step, self.last_mask_update_step(),
+            is_due = update_is_due(self.global_step, self.last_mask_update_step(),
                                    hparams.begin_pruning_step, hparams.end_pruning_step,
                                    hparams.pruning_frequency)
         return tf.cond(is_due, self.mask_update_op, tf.no_op)
