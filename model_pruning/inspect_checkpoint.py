@@ -6,7 +6,9 @@ The argument is a checkpoint prefix or a directory (its latest checkpoint is use
 `<scope>/mask` of the checkpoint is paired with its weight, the other variable of that scope
 with the mask's shape, and one line gives the weight's shape, the nonzeros of mask * weight and
 the sparsity. The step is the checkpoint's `global_step`; with the training's
---pruning_hparams, the schedule's target sparsity at that step is printed as well.
+--pruning_hparams, the schedule's target sparsity at that step is printed as well. With
+--m_by_n=N:M (or hparams that set sparsity_m_by_n), a column says whether each mask * weight
+keeps at most N nonzeros in every group of M along its input axis.
 
 Named like TensorFlow's own `inspect_checkpoint` tool: a module `model_pruning/inspect.py`
 would shadow the standard library's `inspect` (which TensorFlow imports) whenever a file of
@@ -17,7 +19,7 @@ import sys
 
 import numpy as np
 
-from model_pruning.cli import OneLineErrorParser, sparsity_table
+from model_pruning.cli import OneLineErrorParser, parse_m_by_n, sparsity_table
 
 
 def _parser():
@@ -32,6 +34,11 @@ def _parser():
                         help="The pruning hparams training used (e.g. target_sparsity=0.9,"
                              "sparsity_function_end_step=1000), to print the schedule's "
                              "target at the checkpoint's step.")
+    parser.add_argument("--m_by_n", type=parse_m_by_n, default=None,
+                        help="N:M (e.g. 2:4): add a column saying whether each masked weight "
+                             "keeps at most N nonzeros in every group of M consecutive weights "
+                             "along its input axis (default: the sparsity_m_by_n of "
+                             "--pruning_hparams, if set).")
     return parser
 
 
@@ -66,11 +73,29 @@ def schedule_line(step, spec):
     own_targets = [entry for entry in spec.weight_sparsity_map if entry]
     if own_targets:
         line += f"; weight_sparsity_map gives its weights their own: {', '.join(own_targets)}"
+    m_by_n = _hparams_m_by_n(spec)
+    if m_by_n is not None and spec.target_sparsity > 0:
+        fraction = min(max(target / spec.target_sparsity, 0.0), 1.0)
+        line += (f"; sparsity_m_by_n: {fraction:.2%} of each weight's groups of {m_by_n[1]} "
+                 f"keep {m_by_n[0]}")
     return line
 
 
-def inspect_checkpoint(path, pruning_hparams=None):
-    """The report's lines for the checkpoint `path` (a prefix or a directory).
+def _hparams_m_by_n(spec):
+    """(N, M) of the hparams' sparsity_m_by_n when it is a valid pattern, else None."""
+    value = list(spec.sparsity_m_by_n)
+    return tuple(value) if len(value) == 2 and 1 <= value[0] < value[1] else None
+
+
+def _total_check(checks):
+    """The pattern check of all weights together from each one's (violations, groups)."""
+    known = [check for check in checks if check is not None]
+    return tuple(map(sum, zip(*known))) if known else None
+
+
+def inspect_checkpoint(path, pruning_hparams=None, m_by_n=None):
+    """The report's lines for the checkpoint `path` (a prefix or a directory); with `m_by_n`
+    (N, M), or hparams that set sparsity_m_by_n, each weight's N:M check too.
 
     Raises:
       ValueError: in one line, when there is no checkpoint at `path`, it cannot be read, or
@@ -79,10 +104,12 @@ def inspect_checkpoint(path, pruning_hparams=None):
     # Imported here, once the arguments are parsed: TensorFlow takes seconds to load.
     import tensorflow as tf
 
-    from model_pruning import freeze
+    from model_pruning import freeze, pruning_utils
     from model_pruning.pruning import get_pruning_hparams
 
     spec = None if pruning_hparams is None else get_pruning_hparams().parse(pruning_hparams)
+    if m_by_n is None and spec is not None:
+        m_by_n = _hparams_m_by_n(spec)
     if tf.io.gfile.isdir(path):
         prefix = freeze.find_checkpoint(path)
     elif tf.io.gfile.exists(path + ".index"):
@@ -102,12 +129,13 @@ def inspect_checkpoint(path, pruning_hparams=None):
         if weight is not None:
             value = value * freeze.read_tensor(reader, prefix, weight)
             name = weight
-        rows.append((name, value.shape, int(np.count_nonzero(value)), value.size))
+        check = None if m_by_n is None else pruning_utils.m_by_n_violations(value, *m_by_n)
+        rows.append((name, value.shape, int(np.count_nonzero(value)), value.size, check))
     if not rows:
         return lines + ["No masked weights: the checkpoint holds no '<scope>/mask' variable."]
     rows.append((f"all {len(rows)}", (), sum(row[2] for row in rows),
-                 sum(row[3] for row in rows)))
-    lines += sparsity_table(rows)
+                 sum(row[3] for row in rows), _total_check(row[4] for row in rows)))
+    lines += sparsity_table(rows, m_by_n)
     lines.append(schedule_line(step, spec))
     return lines
 
@@ -117,7 +145,8 @@ def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        print("\n".join(inspect_checkpoint(args.checkpoint, args.pruning_hparams)))
+        print("\n".join(inspect_checkpoint(args.checkpoint, args.pruning_hparams,
+                                           args.m_by_n)))
     except ValueError as error:
         return parser.fail(error)
     return 0

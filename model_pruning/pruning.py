@@ -231,7 +231,9 @@ class Pruning:
 
     The path of one weight: its scores (|w|, pooled over blocks, or its channels' Taylor
     scores), a threshold over them (`histogram` or `exact`), the mask that keeps what is above
-    it, and the assignment of threshold and mask.
+    it, and the assignment of threshold and mask. With sparsity_m_by_n the mask is
+    `pruning_utils.m_by_n_threshold_mask` at the fraction sparsity / target_sparsity of
+    groups, and the threshold the largest magnitude it removes.
 
     Args:
       spec: pruning hparams (`get_pruning_hparams()`, possibly parsed), an hparams string, a
@@ -266,6 +268,11 @@ class Pruning:
                 else threshold_decay_at_step(self.global_step,
                                              self._hparams.sparsity_function_end_step,
                                              self._hparams.threshold_decay)
+            if self._spec.m_by_n is not None:
+                # target_sparsity is 1 - N/M: at the end of the ramp this is exactly 1.
+                self._pattern_fraction = tf.clip_by_value(
+                    tf.cast(self.sparsity, tf.float32) / self._hparams.target_sparsity,
+                    0.0, 1.0, name="m_by_n_fraction")
         self._last_update_step = _last_update_step_variable(self._hparams.name)
 
     def _schedule(self, target_sparsity):
@@ -297,9 +304,26 @@ class Pruning:
                              "add_taylor_scores(loss) before building the mask update op")
         return self._taylor_scores[weight_name].read_value()
 
+    def _m_by_n_threshold_and_mask(self, weights, magnitudes, weight_name):
+        """The new (threshold, mask) of one weight pruned N:M, at the schedule's fraction."""
+        shape = weights.get_shape()
+        if shape.rank is None or shape.rank < 2 or not shape.is_fully_defined():
+            n, m = self._spec.m_by_n
+            raise ValueError(
+                f"sparsity_m_by_n=[{n},{m}] groups a kernel along its input axis (-2), so it "
+                f"needs a weight of known shape and rank >= 2; {weight_name} has shape {shape}: "
+                "leave it out with do_not_prune")
+        threshold, keep = pruning_utils.m_by_n_threshold_mask(
+            magnitudes, *self._spec.m_by_n, self._pattern_fraction)
+        return threshold, tf.cast(keep, weights.dtype.base_dtype)
+
     def _threshold_and_mask(self, weights, threshold, weight_name):
         """The new (threshold, mask) of one weight tensor, from `threshold` (the last one)."""
         magnitudes, top = _checked_magnitudes(weights, weight_name)
+        if self._spec.m_by_n is not None:
+            new_threshold, mask = self._m_by_n_threshold_and_mask(weights, magnitudes,
+                                                                  weight_name)
+            return tf.cast(new_threshold, threshold.dtype.base_dtype), mask
         scores, top, to_mask = weight_scores(
             weights, magnitudes, top, self._spec.block_dims(weight_name),
             self._hparams.block_pooling_function, self._taylor_score(weight_name))

@@ -14,6 +14,11 @@ tensor of the scores' shape:
 Block sparsity pools the scores of each block (`pool_blocks`), applies a criterion to the pooled
 matrix and expands the pooled mask back (`expand_tensor`).
 
+N:M sparsity (`m_by_n_threshold_mask`) keeps the n largest of every group of m consecutive
+weights along a kernel's input axis; the exact criterion, applied to what each group's pattern
+would drop, picks the groups that take the pattern while the schedule ramps.
+`m_by_n_violations` checks a numpy array against the pattern.
+
 (The module is long because the exact criterion is a radix selection written out in graph
 ops, and contrib's public helpers stay importable here.)
 """
@@ -440,6 +445,93 @@ def expand_tensor(tensor, block_dims):
         raise ValueError(f"block_dims must have 2 entries, got {block_dims}")
     expanded = tf.repeat(tensor, block_dims[0], axis=0)
     return tf.repeat(expanded, block_dims[1], axis=1)
+
+
+def _swap_last_axes(rank):
+    return list(range(rank - 2)) + [rank - 1, rank - 2]
+
+
+def m_by_n_groups(tensor, m):
+    """`tensor` [..., C, O] (a kernel: input axis C, output axis O) as groups of `m`
+    consecutive entries along C for each output channel: [..., O, ceil(C / m), m].
+
+    The last group is padded with zeros when C is not a multiple of `m` (as TensorRT pads
+    channels), so it has fewer real entries.
+
+    Raises:
+      ValueError: for a tensor of unknown shape or rank < 2.
+    """
+    shape = tensor.get_shape().as_list()
+    if len(shape) < 2 or None in shape:
+        raise ValueError(f"N:M groups need a weight of known shape and rank >= 2, got {shape}")
+    channels = shape[-2]
+    num_groups = -(-channels // m)
+    moved = tf.transpose(tensor, _swap_last_axes(len(shape)))
+    padded = tf.pad(moved, [[0, 0]] * (len(shape) - 1) + [[0, num_groups * m - channels]])
+    return tf.reshape(padded, shape[:-2] + [shape[-1], num_groups, m])
+
+
+def from_m_by_n_groups(groups, shape):
+    """Inverse of `m_by_n_groups` for a tensor of `shape`: drops the padding."""
+    moved = tf.reshape(groups, shape[:-2] + [shape[-1], -1])[..., :shape[-2]]
+    return tf.transpose(moved, _swap_last_axes(len(shape)))
+
+
+def m_by_n_keep(magnitudes, n, m):
+    """(keep, lost) of the N:M pattern on non-negative `magnitudes` [..., C, O].
+
+    keep: bool [..., O, G, m], True for the `n` largest of each group of `m_by_n_groups`
+    (ties go to the lower index, so real entries beat the padding); lost: [..., O, G], the
+    sum of the magnitudes the pattern drops from each group.
+    """
+    groups = m_by_n_groups(magnitudes, m)
+    ranked = groups
+    if groups.dtype.base_dtype in (tf.float16, tf.bfloat16):
+        ranked = tf.cast(groups, tf.float32)  # exact: same order
+    _, largest = tf.math.top_k(ranked, k=n)  # documented: equal values, lower index first
+    keep = tf.reduce_any(tf.one_hot(largest, m, on_value=True, off_value=False, dtype=tf.bool),
+                         axis=-2)
+    lost = tf.reduce_sum(tf.where(keep, tf.zeros_like(groups), groups), axis=-1)
+    return keep, lost
+
+
+def m_by_n_threshold_mask(magnitudes, n, m, fraction):
+    """(threshold, keep) of a kernel pruned to `n` of every `m` along its input axis, in a
+    `fraction` of its groups.
+
+    round(G * fraction) of the G groups of `m_by_n_groups` take the pattern: those whose
+    pattern drops the least magnitude (`exact_threshold_mask` on `lost`, ties by position);
+    the other groups stay whole. At fraction 1 every group keeps at most `n`. threshold:
+    the largest magnitude the mask removes, 0 if none.
+
+    Args:
+      magnitudes: non-negative float scores of a kernel [..., C, O] of known shape.
+      n, m: keep `n` of every `m`, 1 <= n < m.
+      fraction: a number or scalar tensor, clipped to [0, 1].
+    """
+    shape = magnitudes.get_shape().as_list()
+    keep_in_pattern, lost = m_by_n_keep(magnitudes, n, m)
+    fraction = tf.clip_by_value(
+        tf.cast(tf.convert_to_tensor(fraction, dtype_hint=tf.float64), tf.float64), 0.0, 1.0)
+    _, whole = exact_threshold_mask(lost, fraction)
+    keep = from_m_by_n_groups(tf.logical_or(keep_in_pattern, whole[..., tf.newaxis]), shape)
+    threshold = tf.reduce_max(tf.where(keep, tf.zeros_like(magnitudes), magnitudes))
+    return threshold, keep
+
+
+def m_by_n_violations(value, n, m):
+    """(groups holding more than `n` nonzeros, number of groups) of a numpy kernel
+    [..., C, O] in the groups of `m_by_n_groups`; None for an array of rank < 2."""
+    value = np.asarray(value)
+    if value.ndim < 2:
+        return None
+    nonzero = np.swapaxes(value, -1, -2) != 0
+    channels = nonzero.shape[-1]
+    num_groups = -(-channels // m)
+    padded = np.zeros(nonzero.shape[:-1] + (num_groups * m,), bool)
+    padded[..., :channels] = nonzero
+    counts = padded.reshape(nonzero.shape[:-1] + (num_groups, m)).sum(axis=-1)
+    return int(np.count_nonzero(counts > n)), counts.size
 
 
 # Contrib's public helpers, kept for code that imports them from `pruning_utils`; the mask

@@ -3,8 +3,9 @@
 `PruningSpec(hparams)` checks every value and map entry when it is made, and then answers the
 questions a mask update asks of one weight: its target sparsity (`weight_sparsity_map`), its
 block shape (`block_dims_map`), its criterion (`criterion_map`) and whether `do_not_prune`
-leaves it alone. `check_weights` finds a weight matched by two entries of a map as soon as the
-weights are known.
+leaves it alone; `m_by_n` is the N:M pattern (`sparsity_m_by_n`) every pruned weight takes.
+`check_weights` finds a weight matched by two entries of a map as soon as the weights are
+known.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def get_pruning_hparams() -> HParams:
     criterion_map: `regex:magnitude` or `regex:taylor` entries giving matching weights their
       own criterion.
     taylor_decay: the Taylor scores are averaged as d * score + (1 - d) * batch score.
+    sparsity_m_by_n: [N, M] keeps the N largest of every M consecutive weights along each
+      kernel's input axis (axis -2: `in` of [in, out] and of [kh, kw, in, out]), for each
+      output channel; a last group of fewer than M keeps at most N. While the schedule ramps
+      a fraction sparsity / target_sparsity of each weight's groups, those whose pattern drops
+      the least magnitude, takes the pattern; target_sparsity must be 1 - N/M. [0, 0]: off.
     """
     return HParams(
         name="model_pruning",
@@ -71,6 +77,7 @@ def get_pruning_hparams() -> HParams:
         criterion="magnitude",
         criterion_map=[""],
         taylor_decay=0.9,
+        sparsity_m_by_n=[0, 0],
     )
 
 
@@ -127,6 +134,46 @@ def _criterion(text: str) -> str:
     if text not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {text!r}")
     return text
+
+
+def _m_by_n(hparams: HParams) -> tuple[int, int] | None:
+    """(N, M) of sparsity_m_by_n, or None when it is off ([0, 0] or [])."""
+    value = list(hparams.sparsity_m_by_n)
+    if value in ([], [0, 0]):
+        return None
+    if len(value) != 2 or not 1 <= value[0] < value[1] < 2**31:
+        raise ValueError(
+            f"sparsity_m_by_n must be [N,M], keeping N of every M weights with "
+            f"1 <= N < M < 2**31 (e.g. [2,4]), or [0,0] for off; got {value}")
+    return value[0], value[1]
+
+
+def _check_m_by_n(hparams: HParams, m_by_n: tuple[int, int], maps: Iterable[PatternMap]
+                  ) -> None:
+    """Raises a ValueError naming the first hparam that N:M pruning cannot honour."""
+    n, m = m_by_n
+    pattern = f"sparsity_m_by_n=[{n},{m}]"
+    if [hparams.block_height, hparams.block_width] != [1, 1]:
+        raise ValueError(f"{pattern} prunes single weights: block_height and block_width must "
+                         f"be 1, got {hparams.block_height}x{hparams.block_width}")
+    for pattern_map in maps:
+        for regex, value in pattern_map.entries:
+            if pattern_map.hparam != "criterion_map" or value == "taylor":
+                raise ValueError(
+                    f"{pattern} prunes every weight to the same pattern: the "
+                    f"{pattern_map.hparam} entry for {regex.pattern!r} cannot apply (leave "
+                    "weights dense with do_not_prune)")
+    if hparams.criterion != "magnitude":
+        raise ValueError(f"{pattern} ranks weights by magnitude: criterion must be magnitude, "
+                         f"got {hparams.criterion!r}")
+    if abs(hparams.target_sparsity - (1.0 - n / m)) > 1e-4:
+        raise ValueError(f"{pattern} prunes every weight to 1 - {n}/{m}: target_sparsity must "
+                         f"be {1.0 - n / m:.6g}, got {hparams.target_sparsity}")
+    if 0 <= hparams.end_pruning_step < hparams.sparsity_function_end_step:
+        raise ValueError(
+            f"{pattern} puts every group in the pattern at sparsity_function_end_step "
+            f"({hparams.sparsity_function_end_step}), so end_pruning_step must be -1 or at "
+            f"least that, got {hparams.end_pruning_step}")
 
 
 class PatternMap:
@@ -232,6 +279,8 @@ class PruningSpec:
     Args:
       spec: an HParams from `get_pruning_hparams()` (possibly parsed), an hparams string, or
         None for the defaults.
+    Attributes:
+      m_by_n: (N, M) of sparsity_m_by_n, or None when it is off.
     Raises:
       ValueError: naming the bad hparam or map entry and what is allowed.
     """
@@ -246,6 +295,10 @@ class PruningSpec:
         self.criterion_map = PatternMap("criterion_map", self.hparams.criterion_map,
                                         "|".join(CRITERIA), _criterion)
         self._do_not_prune = compile_patterns(self.hparams.do_not_prune, "do_not_prune entry")
+        self.m_by_n = _m_by_n(self.hparams)
+        if self.m_by_n is not None:
+            _check_m_by_n(self.hparams, self.m_by_n,
+                          (self.sparsity_map, self.block_dims_map, self.criterion_map))
 
     def target_sparsity(self, weight_name: str) -> float | None:
         """The weight's own target from weight_sparsity_map, or None for the global one."""

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from model_pruning import pruning_utils
-from tests.numpy_reference import numpy_exact_keep, numpy_histogram_threshold
+from tests.numpy_reference import (numpy_exact_keep, numpy_histogram_threshold,
+                                   numpy_m_by_n_keep, numpy_m_by_n_violations)
 
 
 def evaluate(build):
@@ -206,3 +207,79 @@ def test_exact_mask_when_most_scores_share_the_first_digit(dtype):
     scores[::11] += 8 * np.finfo(dtype).eps
     keep = evaluate(lambda: pruning_utils.exact_threshold_mask(tf.constant(scores), 0.9)[1])
     np.testing.assert_array_equal(keep, numpy_exact_keep(scores, 0.9))
+
+
+# fc [in, out], conv [kh, kw, in, out] with in a multiple of 4 or not (conv1 of the cifar10
+# example has 3 input channels), conv1d [k, in, out].
+M_BY_N_SHAPES = [[16, 6], [3, 3, 8, 5], [5, 5, 3, 4], [2, 7, 3], [10, 1]]
+
+
+def integer_magnitudes(shape, seed, dtype=np.float32):
+    """|w| as small integers: sums are exact in every dtype, and ties are frequent."""
+    return np.random.RandomState(seed).randint(0, 6, size=shape).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", M_BY_N_SHAPES)
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 4), (4, 8), (1, 2)])
+def test_m_by_n_mask_matches_numpy(shape, n, m):
+    magnitudes = integer_magnitudes(shape, seed=11)
+    fractions = [0.0, 0.3, 0.5, 1.0]
+    keeps = evaluate(lambda: [pruning_utils.m_by_n_threshold_mask(
+        tf.constant(magnitudes), n, m, fraction)[1] for fraction in fractions])
+    for fraction, keep in zip(fractions, keeps):
+        np.testing.assert_array_equal(keep, numpy_m_by_n_keep(magnitudes, n, m, fraction),
+                                      err_msg=f"fraction {fraction}")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_m_by_n_mask_at_fraction_one_keeps_the_pattern_in_every_group(dtype):
+    magnitudes = np.abs(np.random.RandomState(12).randn(3, 3, 10, 7)).astype(dtype)
+    threshold, keep = evaluate(lambda: pruning_utils.m_by_n_threshold_mask(
+        tf.constant(magnitudes), 2, 4, 1.0))
+    np.testing.assert_array_equal(keep, numpy_m_by_n_keep(magnitudes, 2, 4))
+    # 10 inputs: groups of 4, 4 and a padded 2, which keeps both.
+    assert keep.sum() == 3 * 3 * 7 * (2 + 2 + 2)
+    assert numpy_m_by_n_violations(magnitudes * keep, 2, 4) == (0, 3 * 3 * 7 * 3)
+    assert threshold == magnitudes[~keep].max()
+
+
+def test_m_by_n_keeps_two_of_three_inputs():
+    magnitudes = np.float32([[3, 1], [1, 2], [2, 3]])  # [in=3, out=2]
+    keep = evaluate(lambda: pruning_utils.m_by_n_threshold_mask(
+        tf.constant(magnitudes), 2, 4, 1.0)[1])
+    np.testing.assert_array_equal(keep, [[True, False], [False, True], [True, True]])
+
+
+def test_m_by_n_fraction_picks_the_groups_that_lose_least():
+    # One output channel, four groups of 4 along the input axis; the pattern drops the two
+    # smallest of each: 0.1 + 0.2, 1 + 1, 0 + 0 and 5 + 5.
+    column = np.float32([0.1, 0.2, 7, 8, 1, 1, 9, 9, 0, 0, 3, 4, 5, 5, 6, 6])
+    keep = evaluate(lambda: pruning_utils.m_by_n_threshold_mask(
+        tf.constant(column[:, np.newaxis]), 2, 4, 0.5)[1])[:, 0]
+    # Half the groups take the pattern: the third (loses 0) and the first (loses 0.3).
+    np.testing.assert_array_equal(keep.reshape(4, 4), [[0, 0, 1, 1], [1, 1, 1, 1],
+                                                       [0, 0, 1, 1], [1, 1, 1, 1]])
+
+
+def test_m_by_n_threshold_is_zero_when_nothing_is_removed():
+    threshold, keep = evaluate(lambda: pruning_utils.m_by_n_threshold_mask(
+        tf.constant(integer_magnitudes([8, 4], seed=13)), 2, 4, 0.0))
+    assert keep.all() and threshold == 0.0
+
+
+@pytest.mark.parametrize("shape", [[8], [None, 4]])
+def test_m_by_n_groups_need_a_known_shape_of_rank_two(shape):
+    with tf.Graph().as_default(), pytest.raises(ValueError, match="rank >= 2"):
+        pruning_utils.m_by_n_groups(tf.compat.v1.placeholder(tf.float32, shape), 4)
+
+
+@pytest.mark.parametrize("shape", M_BY_N_SHAPES)
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 3)])
+def test_m_by_n_violations_counts_groups_like_a_loop(shape, n, m):
+    value = np.random.RandomState(14).randn(*shape) * (np.random.RandomState(15).rand(*shape)
+                                                       < 0.6)
+    assert pruning_utils.m_by_n_violations(value, n, m) == numpy_m_by_n_violations(value, n, m)
+
+
+def test_m_by_n_violations_of_a_vector_is_none():
+    assert pruning_utils.m_by_n_violations(np.ones(8), 2, 4) is None
