@@ -45,6 +45,7 @@ _HOMES = {
     "MaskedGRUCell": "rnn_cells",
     "batch_norm": "compat",
     "to_tflite": "export",
+    "to_saved_model": "export",
     "shrink_graph_def": "shrink",
     "masking_scope": "masking",
     "ModelPruningHook": "hooks",

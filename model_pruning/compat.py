@@ -44,6 +44,12 @@ def whole_value(variable):
     return variable.as_tensor() if is_partitioned(variable) else tf.convert_to_tensor(variable)
 
 
+def quantize_per_tensor(converter):
+    """Makes a `tf.lite.TFLiteConverter` quantize each weight with one scale instead of one per
+    output channel; its switch is private (present from TF 2.12 to nightly)."""
+    converter._experimental_disable_per_channel = True
+
+
 def eager_execution_is_global():
     """True unless `tf.compat.v1.disable_eager_execution()` was called.
 

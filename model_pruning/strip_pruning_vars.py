@@ -3,7 +3,10 @@
     strip_pruning_vars --checkpoint_dir=/tmp/train --output_node_names=logits \\
         [--checkpoint=PREFIX] [--input_node_names=IteratorGetNext:0 --input_shapes=-1,24,24,3] \\
         [--output_dir=/tmp] [--filename=pruning_stripped.pb] \\
-        [--output_format=pb|pbtxt|tflite] [--float16] [--overwrite] [--shrink]
+        [--output_format=pb|pbtxt|tflite|saved_model] [--float16] [--no_sparse] \\
+        [--overwrite] [--shrink] \\
+        [--quantize=dynamic|int8 [--per_tensor] [--representative_data=examples.npz]] \\
+        [--m_by_n=2:4]
 
 It prints each masked weight's shape, nonzeros and sparsity, and the sizes of the frozen graph
 and of what it writes, raw and gzip-compressed (a stripped GraphDef stores zeros densely, so
@@ -12,6 +15,11 @@ output channels whose weights are all masked are removed from the layers
 (`shrink.shrink_graph_def`), and each layer's kernel shape and FLOPs before and after are
 printed. A training checkpoint that reads its input through tf.data or a queue needs
 --input_node_names: the named tensors become placeholders and the input pipeline is left out.
+`--output_format=saved_model` writes a SavedModel directory (`export.to_saved_model`);
+`--quantize` quantizes a TFLite model (`export.to_tflite`), int8 on the examples of
+--representative_data: a .npz of one array per input node, keyed by its name, or a .npy for a
+model of one input; the first axis counts the examples. `--m_by_n=2:4` adds a column saying
+whether each masked weight keeps 2 of every 4 along its input axis.
 
 Progress lines go to stderr. Errors are one line (`strip_pruning_vars: error: ...`), and what
 can be checked before the slow work is checked first: the flags, the output file and the
@@ -26,14 +34,17 @@ import contextlib
 import gzip
 import logging
 import os
-import secrets
 import sys
+import zipfile
 
 import numpy as np
 
-from model_pruning.cli import OneLineErrorParser, shape_text, sparsity_table, table
+from model_pruning.cli import (OneLineErrorParser, parse_m_by_n, shape_text, sparsity_table,
+                               table)
+from model_pruning.output_files import OutputDirectory, OutputFile, directory_size
 
-OUTPUT_FORMATS = ("pb", "pbtxt", "tflite")
+OUTPUT_FORMATS = ("pb", "pbtxt", "tflite", "saved_model")
+QUANTIZE_MODES = ("dynamic", "int8")  # those of export.to_tflite
 # Not __name__: run with -m, this module is __main__, outside the package's loggers.
 _LOG = logging.getLogger("model_pruning.strip_pruning_vars")
 
@@ -100,79 +111,39 @@ def _parser():
     parser.add_argument("--output_dir", default="/tmp", help="Output directory.")
     parser.add_argument("--filename", default=None,
                         help="Output file name (default pruning_stripped.pb, .pbtxt or "
-                             ".tflite after --output_format).")
+                             ".tflite after --output_format; for saved_model, the directory, "
+                             "default pruning_stripped_saved_model; TF Serving wants a "
+                             "version number such as 1).")
     parser.add_argument("--output_format", choices=OUTPUT_FORMATS, default="pb",
-                        help="pb: binary GraphDef; pbtxt: text GraphDef; tflite: sparse TFLite.")
+                        help="pb: binary GraphDef; pbtxt: text GraphDef; tflite: sparse TFLite; "
+                             "saved_model: a SavedModel directory with a serving_default "
+                             "signature from the input to the output nodes.")
     parser.add_argument("--float16", action="store_true",
                         help="With --output_format=tflite: store the weights as float16.")
+    parser.add_argument("--no_sparse", action="store_true",
+                        help="With --output_format=tflite: store the weights densely, not in "
+                             "TFLite's sparse format.")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default=None,
+                        help="With --output_format=tflite: dynamic: int8 weights, float "
+                             "compute; int8: int8 weights and activations, float32 inputs and "
+                             "outputs, calibrated on --representative_data.")
+    parser.add_argument("--per_tensor", action="store_true",
+                        help="With --quantize: one scale per weight instead of one per output "
+                             "channel, a smaller file.")
+    parser.add_argument("--representative_data", default=None, metavar="FILE.npz|FILE.npy",
+                        help="With --quantize=int8: examples of the inputs, the first axis "
+                             "counting them; a .npz holds one array per input node, keyed by "
+                             "its name, a .npy the one input's.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace an existing output file (otherwise it is an error).")
     parser.add_argument("--shrink", action="store_true",
                         help="Remove the output filters and neurons whose weights are all "
                              "masked, and the matching inputs of the next layer.")
+    parser.add_argument("--m_by_n", type=parse_m_by_n, default=None,
+                        help="N:M (e.g. 2:4): add a column saying whether each masked weight "
+                             "keeps at most N nonzeros in every group of M consecutive weights "
+                             "along its input axis.")
     return parser
-
-
-def _exists_error(path):
-    return FileExistsError(f"{path} already exists; pass --overwrite to replace it, or choose "
-                           "another --output_dir/--filename")
-
-
-class OutputFile:
-    """A file written in one step, so a reader never sees a partial file.
-
-    A temporary file beside `path` is created at once, with the permissions the umask gives,
-    so a missing directory permission shows before any slow work; `commit` fills it and
-    renames it to `path`. Leaving the `with` block removes whatever was not committed.
-
-    Raises:
-      FileExistsError: if `path` exists and `overwrite` is False.
-      OSError: if the output directory is a file or cannot be written.
-    """
-
-    def __init__(self, path, overwrite=False):
-        self.path = path
-        self._overwrite = overwrite
-        self._fd = None
-        directory = os.path.dirname(os.path.abspath(path))
-        if os.path.isfile(directory):
-            raise NotADirectoryError(f"the output directory {directory} is a file")
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{path} is a directory; choose another --filename")
-        if os.path.exists(path) and not overwrite:
-            raise _exists_error(path)
-        self._temp = os.path.join(
-            directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.makedirs(directory, exist_ok=True)
-            self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as error:
-            raise OSError(f"cannot write to the output directory {directory}: "
-                          f"{error.strerror}") from None
-
-    def commit(self, data):
-        """Writes `data` and moves it to `path` (replacing it only with `overwrite`)."""
-        with os.fdopen(self._fd, "wb") as temp_file:
-            self._fd = None
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        if self._overwrite:
-            os.replace(self._temp, self.path)
-        else:
-            try:
-                os.link(self._temp, self.path)  # fails if `path` exists, with no window for a race
-            except FileExistsError:
-                raise _exists_error(self.path) from None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        if self._fd is not None:
-            os.close(self._fd)
-        if os.path.exists(self._temp):
-            os.remove(self._temp)
 
 
 def gzip_size(data):
@@ -184,13 +155,19 @@ def gzip_size(data):
     return len(gzip.compress(data, compresslevel=1, mtime=0))
 
 
-def layer_table(weights):
-    """One line per masked weight, from (name, folded value) pairs."""
+def layer_table(weights, m_by_n=None):
+    """One line per masked weight, from (name, folded value) pairs; with `m_by_n` (N, M), a
+    column saying whether each keeps at most N nonzeros in every group of M along its input
+    axis (`pruning_utils.m_by_n_violations`)."""
     if not weights:
         return ["No masked weights were found: the graph was only frozen and reduced to the "
                 "outputs' sub-graph."]
-    return sparsity_table([(name, value.shape, int(np.count_nonzero(value)), value.size)
-                           for name, value in weights])
+    from model_pruning import pruning_utils
+
+    return sparsity_table([(name, value.shape, int(np.count_nonzero(value)), value.size,
+                            None if m_by_n is None
+                            else pruning_utils.m_by_n_violations(value, *m_by_n))
+                           for name, value in weights], m_by_n)
 
 
 def _flops_text(flops):
@@ -219,10 +196,14 @@ def _size_line(label, data):
 
 def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
                        checkpoint=None, output_format="pb", float16=False, overwrite=False,
-                       shrink=False, input_node_names=None, input_shapes=None):
+                       shrink=False, input_node_names=None, input_shapes=None, m_by_n=None,
+                       quantize=None, representative_data=None, per_channel=True, sparse=True):
     """Freezes, strips (and with `shrink`, shrinks) and writes a checkpoint's model; prints
     the layer tables and sizes. `input_node_names` and `input_shapes` are those of
-    `graph_def_from_checkpoint`.
+    `graph_def_from_checkpoint`; `m_by_n` (N, M) adds each weight's N:M check to the table.
+    `sparse`, `quantize`, `representative_data` and `per_channel` are those of
+    `export.to_tflite`; with
+    output_format="saved_model" the output is a directory.
 
     Returns:
       The path of the written file.
@@ -232,7 +213,8 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
       OSError: if the output cannot be written; FileExistsError if it exists and
         `overwrite` is False.
     """
-    with OutputFile(os.path.join(output_dir, filename), overwrite) as output:
+    output_type = OutputDirectory if output_format == "saved_model" else OutputFile
+    with output_type(os.path.join(output_dir, filename), overwrite) as output:
         # Imported once the output is known to be writable: TensorFlow takes seconds to load.
         from google.protobuf import text_format
 
@@ -251,13 +233,19 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         graphdef.check_graph_loads(result)
         if output_format == "tflite":
             _LOG.info("Converting to TFLite")
-            data = export.to_tflite(result, output_node_names, float16=float16)
+            data = export.to_tflite(result, output_node_names, sparse=sparse, float16=float16,
+                                    quantize=quantize, representative_data=representative_data,
+                                    per_channel=per_channel)
+        elif output_format == "saved_model":
+            _LOG.info("Writing a SavedModel")
+            data = None
+            export.write_saved_model(result, output_node_names, output.temp)
         elif output_format == "pbtxt":
             data = text_format.MessageToString(result).encode()
         else:
             data = result.SerializeToString()
 
-        print("\n".join(layer_table(fold.folded_weights(stripped))))
+        print("\n".join(layer_table(fold.folded_weights(stripped), m_by_n)))
         if shrink:
             print("\n".join(shrink_table(layers)))
         _LOG.info("Compressing to report sizes")
@@ -266,10 +254,15 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         for label, graph_def in graphs:
             is_the_file = graph_def is result and output_format == "pb"
             print(_size_line(label, data if is_the_file else graph_def.SerializeToString()))
-        if output_format != "pb":
+        if output_format == "saved_model":
+            print(f"saved_model directory: {directory_size(output.temp):,} bytes")
+        elif output_format != "pb":
             print(_size_line(f"{output_format} file", data))
         _LOG.info("Writing %s", output.path)
-        output.commit(data)
+        if data is None:
+            output.commit()
+        else:
+            output.commit(data)
     print(f"Wrote {output.path}")
     return output.path
 
@@ -292,15 +285,51 @@ def _progress_on_stderr():
         logger.propagate = propagate
 
 
+def _load_examples(parser, path):
+    """The arrays of a .npz (a dict by key) or .npy file; a usage error if it cannot be read."""
+    extension = os.path.splitext(path)[1]
+    if extension not in (".npz", ".npy"):
+        parser.error(f"--representative_data={path}: need a .npz or .npy file")
+    try:
+        with open(path, "rb") as examples_file:
+            loaded = np.load(examples_file, allow_pickle=False)
+            if isinstance(loaded, np.ndarray) != (extension == ".npy"):
+                raise ValueError(f"its content is {'an' if extension == '.npz' else 'no'} "
+                                 ".npy array")
+            if extension == ".npy":
+                return loaded
+            return {key: loaded[key] for key in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        parser.error(f"--representative_data={path} cannot be read: {reason}")
+
+
 def main(argv=None):
     """Entry point of the `strip_pruning_vars` console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.float16 and args.output_format != "tflite":
         parser.error("--float16 needs --output_format=tflite")
+    if args.quantize and args.output_format != "tflite":
+        parser.error("--quantize needs --output_format=tflite")
+    if args.no_sparse and args.output_format != "tflite":
+        parser.error("--no_sparse needs --output_format=tflite")
+    if args.per_tensor and not args.quantize:
+        parser.error("--per_tensor needs --quantize")
+    if args.quantize and args.float16:
+        parser.error(f"--float16 and --quantize={args.quantize} exclude each other")
+    if args.quantize == "int8" and args.representative_data is None:
+        parser.error("--quantize=int8 needs --representative_data=FILE.npz|FILE.npy, examples "
+                     "of the inputs to calibrate on")
+    if args.representative_data is not None and args.quantize != "int8":
+        parser.error("--representative_data needs --quantize=int8")
+    representative_data = (None if args.representative_data is None
+                           else _load_examples(parser, args.representative_data))
     if args.input_shapes is not None and args.input_node_names is None:
         parser.error("--input_shapes needs --input_node_names")
-    filename = args.filename or f"pruning_stripped.{args.output_format}"
+    filename = args.filename or ("pruning_stripped_saved_model"
+                                 if args.output_format == "saved_model"
+                                 else f"pruning_stripped.{args.output_format}")
     try:
         with _progress_on_stderr():
             strip_pruning_vars(args.checkpoint_dir, args.output_node_names, args.output_dir,
@@ -308,7 +337,9 @@ def main(argv=None):
                                output_format=args.output_format, float16=args.float16,
                                overwrite=args.overwrite, shrink=args.shrink,
                                input_node_names=args.input_node_names,
-                               input_shapes=args.input_shapes)
+                               input_shapes=args.input_shapes, m_by_n=args.m_by_n,
+                               quantize=args.quantize, representative_data=representative_data,
+                               per_channel=not args.per_tensor, sparse=not args.no_sparse)
     except (ValueError, OSError) as error:
         return parser.fail(error)
     return 0

@@ -107,6 +107,11 @@ def test_readme_block_runs_as_written(line, code):
         # with outliers has coarse ones; a few short training runs came within 2 points).
         for name, sparsity in masks:
             assert 0.8 - 0.03 <= float(sparsity) <= 0.8 + 1e-6, name
+    if "to_saved_model" in names:
+        assert "(2, 10)" in output  # the SavedModel's signature ran on two examples
+        int8, dense = map(int, re.search(r"(\d+) bytes int8, (\d+) bytes dense float",
+                                         output).groups())
+        assert int8 < dense / 4  # 90% sparse, one byte per value: ~0.17x
     if "trained_checkpoint_dir" in names:
         # The example's five masked weights and the sweep, each at nine sparsities.
         rows = re.findall(r"^\| (\S+/weights|all weights \(sweep\)) \|(.*)$", output, re.M)

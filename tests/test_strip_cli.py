@@ -17,7 +17,7 @@ from examples.cifar10 import cifar10_pruning, cifar10_train
 from model_pruning import strip_pruning_vars
 from model_pruning.fold import strip_pruning_vars_fn
 from model_pruning.freeze import graph_def_from_checkpoint
-from tests.test_export import run_tflite
+from tests.test_export import run_tflite, tflite_interpreter
 from tests.test_strip_pruning_vars import (checkpoint_dir,  # noqa: F401 (a fixture)
                                            exact_config, folded_values, input_placeholder,
                                            pruning_var_names, run_graph_def, sparsities_of,
@@ -375,3 +375,117 @@ def test_help_of_the_installed_tools_does_not_import_tensorflow(tool):
     for command in commands:
         modules = imported_modules(command)
         assert "model_pruning" in modules and "tensorflow" not in modules, command
+
+
+def test_cli_writes_int8_tflite_calibrated_on_an_npz(cifar10_training, tmp_path, capsys):
+    """The example's training checkpoint, its iterator's images the input: an int8 model with
+    float32 input and output, within a few percent of the logits' range of the stripped graph."""
+    images = np.random.RandomState(5).randn(48 + CIFAR10_BATCH, 24, 24, 3).astype(np.float32)
+    np.savez(tmp_path / "examples.npz", IteratorGetNext=images[:48])
+    assert cli(f"--checkpoint_dir={cifar10_training}",
+               f"--output_node_names={cifar10_pruning.LOGITS_NODE}",
+               "--input_node_names=IteratorGetNext", "--input_shapes=-1,24,24,3",
+               f"--output_dir={tmp_path}", "--output_format=tflite", "--quantize=int8",
+               f"--representative_data={tmp_path / 'examples.npz'}") == 0
+    model = (tmp_path / "pruning_stripped.tflite").read_bytes()
+    assert re.search(rf"^tflite file: {len(model):,} bytes, ", capsys.readouterr().out, re.M)
+    expected = run_training_graph(cifar10_training, images[48:])
+    np.testing.assert_allclose(run_tflite(model, images[48:]), expected,
+                               atol=0.05 * np.abs(expected).max(), rtol=0)
+
+
+def test_cli_says_when_int8_would_store_a_small_layer_in_blocks(checkpoint_dir, tmp_path,
+                                                                 capsys):
+    """The fc model's 4- and 15-input layers; see `export._check_no_int8_block_sparse_weights`."""
+    directory, _ = checkpoint_dir
+    np.save(tmp_path / "examples.npy", np.random.RandomState(5).uniform(-1, 1, [32, 4]))
+    assert cli(f"--checkpoint_dir={directory}", "--output_node_names=output",
+               f"--output_dir={tmp_path / 'out'}", "--output_format=tflite", "--quantize=int8",
+               f"--representative_data={tmp_path / 'examples.npy'}") == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert re.fullmatch(r"strip_pruning_vars: error: The int8 converter stored .*fc0.* in "
+                        r"sparse blocks, which TFLite's int8 fully-connected kernel computes "
+                        r"wrongly; export without the sparse format \(sparse=False; "
+                        r"strip_pruning_vars --no_sparse\).*", line), line
+    assert os.listdir(tmp_path / "out") == []
+    assert cli(f"--checkpoint_dir={directory}", "--output_node_names=output",
+               f"--output_dir={tmp_path / 'out'}", "--output_format=tflite", "--quantize=int8",
+               f"--representative_data={tmp_path / 'examples.npy'}", "--no_sparse") == 0
+    model = (tmp_path / "out" / "pruning_stripped.tflite").read_bytes()
+    assert not [d for d in tflite_interpreter(model).get_tensor_details()
+                if d["sparsity_parameters"]]
+
+
+def test_cli_writes_a_saved_model_directory(checkpoint_dir, tmp_path, capsys):
+    directory, feeds = checkpoint_dir
+    args = [f"--checkpoint_dir={directory}", "--output_node_names=output",
+            f"--output_dir={tmp_path}", "--output_format=saved_model", "--filename=1"]
+    assert cli(*args) == 0
+    export_dir = tmp_path / "1"
+    size = sum(path.stat().st_size for path in export_dir.rglob("*") if path.is_file())
+    assert f"saved_model directory: {size:,} bytes\n" in capsys.readouterr().out
+    signature = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    stripped = strip_pruning_vars_fn(graph_def_from_checkpoint(directory, "output"), "output")
+    np.testing.assert_allclose(signature(input=tf.constant(feeds["input"]))["output"],
+                               run_graph_def(stripped, feeds), atol=1e-6, rtol=0)
+    assert cli(*args) == 1
+    assert "/1 already exists; pass --overwrite" in capsys.readouterr().err
+    assert cli(*args, "--overwrite") == 0
+    assert os.listdir(tmp_path) == ["1"]  # no temporary or replaced directory left
+
+
+def test_cli_refuses_a_file_where_the_saved_model_goes(tmp_path, capsys):
+    (tmp_path / "model").write_text("")
+    assert cli(f"--checkpoint_dir={tmp_path / 'no_such_dir'}", "--output_node_names=output",
+               f"--output_dir={tmp_path}", "--filename=model", "--output_format=saved_model",
+               "--overwrite") == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert re.fullmatch(r"strip_pruning_vars: error: .*/model is a file, not a directory; "
+                        r"choose another --filename", line), line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quantize=dynamic"], "--quantize needs --output_format=tflite"),
+    (["--output_format=tflite", "--quantize=dynamic", "--float16"],
+     "--float16 and --quantize=dynamic exclude each other"),
+    (["--output_format=tflite", "--quantize=int8"],
+     "--quantize=int8 needs --representative_data=FILE.npz|FILE.npy, examples of the inputs "
+     "to calibrate on"),
+    (["--output_format=tflite", "--quantize=dynamic", "--representative_data=x.npz"],
+     "--representative_data needs --quantize=int8"),
+    (["--output_format=tflite", "--quantize=int8", "--representative_data=examples.csv"],
+     "--representative_data=examples.csv: need a .npz or .npy file"),
+    (["--output_format=tflite", "--quantize=int8", "--representative_data=missing.npz"],
+     "--representative_data=missing.npz cannot be read: No such file or directory"),
+    (["--output_format=tflite", "--quantize=uint8"],
+     "argument --quantize: invalid choice: 'uint8' (choose from "),
+    (["--output_format=tflite", "--per_tensor"], "--per_tensor needs --quantize"),
+    (["--no_sparse"], "--no_sparse needs --output_format=tflite"),
+], ids=["not tflite", "float16", "no data", "data without int8", "extension", "missing file",
+        "unknown mode", "per_tensor without quantize", "no_sparse without tflite"])
+def test_cli_rejects_quantize_flags_in_one_line(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli("--checkpoint_dir=x", "--output_node_names=output", *args)
+    assert exit_info.value.code == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"strip_pruning_vars: error: {message}"), line
+
+
+@pytest.mark.parametrize("examples, message", [
+    ({"images": np.ones([4, 4], np.float32)},
+     r"representative_data has an entry 'images' that is no input of the model \(its inputs: "
+     r"input\)"),
+    ({"input": np.ones([4, 5], np.float32)},
+     r"representative_data\['input'\] has shape 4x5; input 'input' of shape \?x4 takes "
+     r"examples of 4"),
+], ids=["wrong key", "wrong shape"])
+def test_cli_reports_representative_data_that_does_not_fit_in_one_line(
+        checkpoint_dir, tmp_path, capsys, examples, message):
+    directory, _ = checkpoint_dir
+    np.savez(tmp_path / "examples.npz", **examples)
+    assert cli(f"--checkpoint_dir={directory}", "--output_node_names=output",
+               f"--output_dir={tmp_path / 'out'}", "--output_format=tflite", "--quantize=int8",
+               f"--representative_data={tmp_path / 'examples.npz'}") == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert re.fullmatch(f"strip_pruning_vars: error: {message}.*", line), line
+    assert os.listdir(tmp_path / "out") == []
