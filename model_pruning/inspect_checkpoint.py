@@ -62,6 +62,7 @@ def schedule_line(step, spec):
         return (f"step {step}: schedule target unknown (pass --pruning_hparams as given to "
                 "training)")
     from model_pruning.schedule import sparsity_at_step
+    from model_pruning.spec import m_by_n_pattern
 
     target = float(sparsity_at_step(step, spec.sparsity_function_begin_step,
                                     spec.sparsity_function_end_step, spec.initial_sparsity,
@@ -73,18 +74,12 @@ def schedule_line(step, spec):
     own_targets = [entry for entry in spec.weight_sparsity_map if entry]
     if own_targets:
         line += f"; weight_sparsity_map gives its weights their own: {', '.join(own_targets)}"
-    m_by_n = _hparams_m_by_n(spec)
+    m_by_n = m_by_n_pattern(spec)
     if m_by_n is not None and spec.target_sparsity > 0:
         fraction = min(max(target / spec.target_sparsity, 0.0), 1.0)
         line += (f"; sparsity_m_by_n: {fraction:.2%} of each weight's groups of {m_by_n[1]} "
                  f"keep {m_by_n[0]}")
     return line
-
-
-def _hparams_m_by_n(spec):
-    """(N, M) of the hparams' sparsity_m_by_n when it is a valid pattern, else None."""
-    value = list(spec.sparsity_m_by_n)
-    return tuple(value) if len(value) == 2 and 1 <= value[0] < value[1] else None
 
 
 def _total_check(checks):
@@ -106,10 +101,11 @@ def inspect_checkpoint(path, pruning_hparams=None, m_by_n=None):
 
     from model_pruning import freeze, pruning_utils
     from model_pruning.pruning import get_pruning_hparams
+    from model_pruning.spec import m_by_n_pattern
 
     spec = None if pruning_hparams is None else get_pruning_hparams().parse(pruning_hparams)
     if m_by_n is None and spec is not None:
-        m_by_n = _hparams_m_by_n(spec)
+        m_by_n = m_by_n_pattern(spec)
     if tf.io.gfile.isdir(path):
         prefix = freeze.find_checkpoint(path)
     elif tf.io.gfile.exists(path + ".index"):

@@ -136,8 +136,12 @@ def _criterion(text: str) -> str:
     return text
 
 
-def _m_by_n(hparams: HParams) -> tuple[int, int] | None:
-    """(N, M) of sparsity_m_by_n, or None when it is off ([0, 0] or [])."""
+def m_by_n_pattern(hparams: HParams) -> tuple[int, int] | None:
+    """(N, M) of sparsity_m_by_n, or None when it is off ([0, 0] or []).
+
+    Raises:
+      ValueError: for a value that is no pattern.
+    """
     value = list(hparams.sparsity_m_by_n)
     if value in ([], [0, 0]):
         return None
@@ -295,7 +299,7 @@ class PruningSpec:
         self.criterion_map = PatternMap("criterion_map", self.hparams.criterion_map,
                                         "|".join(CRITERIA), _criterion)
         self._do_not_prune = compile_patterns(self.hparams.do_not_prune, "do_not_prune entry")
-        self.m_by_n = _m_by_n(self.hparams)
+        self.m_by_n = m_by_n_pattern(self.hparams)
         if self.m_by_n is not None:
             _check_m_by_n(self.hparams, self.m_by_n,
                           (self.sparsity_map, self.block_dims_map, self.criterion_map))
