@@ -27,6 +27,11 @@ from model_pruning.output_files import OutputDirectory
 QUANTIZE_MODES = ("dynamic", "int8")
 
 
+class DefaultDelegateWarning(UserWarning):
+    """The installed TFLite interpreter, with its default delegate, cannot prepare a model
+    that runs with its built-in kernels."""
+
+
 def placeholder_inputs(graph_def, output_names):
     """Names of the Placeholder nodes the outputs depend on, in graph order."""
     output_names = normalize_node_names(output_names, "output_names")
@@ -153,10 +158,12 @@ def to_tflite(graph_def, output_names, input_names=None, sparse=True, float16=Fa
     `representative_dataset`; a hundred or a few hundred examples); the model still takes and
     gives float32, quantizing its inputs and dequantizing its outputs itself, and the
     conversion fails if an op has no int8 kernel. `quantize="dynamic"` stores weights of 1,024
-    values or more as int8 and computes in float; its sparse kernels are densified by ops that
-    TFLite's XNNPACK delegate (on by default) refuses, so load a sparse dynamic-range model
+    values or more as int8 and computes in float. A model that the installed TFLite's default
+    delegate (XNNPACK) cannot prepare gets a `DefaultDelegateWarning` saying how to run it:
     with the delegate off (Python: `experimental_op_resolver_type=
-    tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`) or use int8.
+    tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`). Seen for a sparse
+    dynamic-range model on TF 2.21 and for a sparse int8 fully-connected layer on tf-nightly
+    2.23.
     `per_channel=False` gives each quantized weight one scale and zero point instead of one
     per output channel: a smaller file (the example pruned to 90%: 0.077x the dense float
     TFLite instead of 0.083x), at the risk of precision where channels' ranges differ a lot.
@@ -220,7 +227,28 @@ def to_tflite(graph_def, output_names, input_names=None, sparse=True, float16=Fa
         model = converter.convert()
     if quantize == "int8" and sparse:
         _check_no_int8_block_sparse_weights(model)
+    _warn_if_default_delegate_refuses(model)
     return model
+
+
+def _warn_if_default_delegate_refuses(model):
+    """Warns (DefaultDelegateWarning) when the interpreter of this TensorFlow, with its default
+    delegate (XNNPACK), cannot prepare `model` (see `to_tflite`). Such a model runs with the
+    built-in kernels, or can be exported without the sparse format."""
+    with warnings.catch_warnings():  # tf.lite.Interpreter's notice that it moves to LiteRT
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=model)
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[0]
+        warnings.warn(
+            f"TFLite's default delegate (XNNPACK) in TensorFlow {tf.__version__} cannot prepare "
+            f"this model ({reason}). It runs without it: tf.lite.Interpreter(..., "
+            "experimental_op_resolver_type=tf.lite.experimental.OpResolverType."
+            "BUILTIN_WITHOUT_DEFAULT_DELEGATES); or export without the sparse format "
+            "(sparse=False; strip_pruning_vars --no_sparse).", DefaultDelegateWarning,
+            stacklevel=3)
 
 
 def _check_no_int8_block_sparse_weights(model):

@@ -35,6 +35,7 @@ import gzip
 import logging
 import os
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -233,9 +234,18 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         graphdef.check_graph_loads(result)
         if output_format == "tflite":
             _LOG.info("Converting to TFLite")
-            data = export.to_tflite(result, output_node_names, sparse=sparse, float16=float16,
-                                    quantize=quantize, representative_data=representative_data,
-                                    per_channel=per_channel)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", export.DefaultDelegateWarning)
+                data = export.to_tflite(result, output_node_names, sparse=sparse,
+                                        float16=float16, quantize=quantize,
+                                        representative_data=representative_data,
+                                        per_channel=per_channel)
+            for warning in caught:  # one line on stderr, not a Python warning with its source
+                if issubclass(warning.category, export.DefaultDelegateWarning):
+                    _LOG.warning("warning: %s", warning.message)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename,
+                                         warning.lineno)
         elif output_format == "saved_model":
             _LOG.info("Writing a SavedModel")
             data = None

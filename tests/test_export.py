@@ -150,6 +150,20 @@ WITHOUT_XNNPACK = {"experimental_op_resolver_type":
                    tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
+def converted(*args, **kwargs):
+    """(`export.to_tflite(*args, **kwargs)`, the interpreter options to run it with): none, or
+    without XNNPACK when the export warned that the default delegate refuses the model, which
+    is then checked to be true."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = export.to_tflite(*args, **kwargs)
+    if not [w for w in caught if issubclass(w.category, export.DefaultDelegateWarning)]:
+        return model, {}
+    with pytest.raises(RuntimeError, match="failed to prepare"):
+        tflite_interpreter(model).allocate_tensors()
+    return model, WITHOUT_XNNPACK
+
+
 def calibration_images(count=32):
     return np.random.RandomState(3).uniform(0, 50, [count, 28, 28, 1]).astype(np.float32)
 
@@ -172,8 +186,8 @@ def test_int8_sparse_tflite_keeps_every_kernel_sparse_and_is_under_8_percent_of_
     uint16 indices, 3 bytes per nonzero at most, against 4 per weight of the dense model."""
     _, stripped, feeds = sparse_conv_fc
     dense = export.to_tflite(stripped, ["output"], sparse=False)
-    int8 = export.to_tflite(stripped, ["output"], quantize="int8",
-                            representative_data=calibration_images())
+    int8, run_options = converted(stripped, ["output"], quantize="int8",
+                                  representative_data=calibration_images())
     assert len(int8) <= 0.08 * len(dense), (len(int8), len(dense))
     dtypes, sparse = kernels(int8)
     assert sparse == CONV_FC_KERNELS
@@ -182,7 +196,7 @@ def test_int8_sparse_tflite_keeps_every_kernel_sparse_and_is_under_8_percent_of_
     assert [d["dtype"] for d in interpreter.get_input_details()
             + interpreter.get_output_details()] == [np.float32, np.float32]
     expected = run_graph_def(stripped, feeds)
-    np.testing.assert_allclose(run_tflite(int8, feeds["input"]), expected,
+    np.testing.assert_allclose(run_tflite(int8, feeds["input"], **run_options), expected,
                                atol=0.05 * np.abs(expected).max(), rtol=0)
 
 
@@ -196,30 +210,35 @@ def quantization_scales(model):
 def test_int8_per_tensor_has_one_scale_per_kernel_and_a_smaller_file(sparse_conv_fc):
     _, stripped, feeds = sparse_conv_fc
     options = {"quantize": "int8", "representative_data": calibration_images()}
-    per_channel = export.to_tflite(stripped, ["output"], **options)
-    per_tensor = export.to_tflite(stripped, ["output"], per_channel=False, **options)
+    per_channel, _ = converted(stripped, ["output"], **options)
+    per_tensor, run_options = converted(stripped, ["output"], per_channel=False, **options)
     # Per channel: one scale per output channel (the last axis of a TFLite conv kernel is
-    # its input depth, the first its outputs).
-    assert quantization_scales(per_channel) == {shape: shape[0] for shape in CONV_FC_KERNELS}
+    # its input depth, the first its outputs); fully-connected kernels too from TF 2.17 or
+    # so, one scale on 2.12-2.16.
+    scales = quantization_scales(per_channel)
+    assert {shape: scales[shape] for shape in CONV_FC_KERNELS if len(shape) == 4} == {
+        shape: shape[0] for shape in CONV_FC_KERNELS if len(shape) == 4}
+    assert all(scales[shape] in (1, shape[0]) for shape in CONV_FC_KERNELS if len(shape) == 2)
     assert quantization_scales(per_tensor) == {shape: 1 for shape in CONV_FC_KERNELS}
     assert len(per_tensor) < len(per_channel)
     expected = run_graph_def(stripped, feeds)
-    np.testing.assert_allclose(run_tflite(per_tensor, feeds["input"]), expected,
+    np.testing.assert_allclose(run_tflite(per_tensor, feeds["input"], **run_options), expected,
                                atol=0.05 * np.abs(expected).max(), rtol=0)
 
 
-def test_dynamic_range_tflite_keeps_kernels_sparse_and_runs_without_xnnpack(sparse_conv_fc):
-    """Weights of 1,024 values or more become int8; the 800-value first conv stays float."""
+def test_dynamic_range_tflite_keeps_kernels_sparse_and_runs(sparse_conv_fc):
+    """Weights of 1,024 values or more become int8; the 800-value first conv stays float. On
+    TF 2.21 XNNPACK refuses it, and the export says so."""
     _, stripped, feeds = sparse_conv_fc
     sparse_float = export.to_tflite(stripped, ["output"])
-    dynamic = export.to_tflite(stripped, ["output"], quantize="dynamic")
+    dynamic, run_options = converted(stripped, ["output"], quantize="dynamic")
     assert len(dynamic) <= 0.55 * len(sparse_float), (len(dynamic), len(sparse_float))
     dtypes, sparse = kernels(dynamic)
     assert sparse == CONV_FC_KERNELS
     assert dtypes[(32, 5, 5, 1)] == "float32"
     assert {dtypes[shape] for shape in CONV_FC_KERNELS[:1] + CONV_FC_KERNELS[2:]} == {"int8"}
     expected = run_graph_def(stripped, feeds)
-    np.testing.assert_allclose(run_tflite(dynamic, feeds["input"], **WITHOUT_XNNPACK),
+    np.testing.assert_allclose(run_tflite(dynamic, feeds["input"], **run_options),
                                expected, atol=0.05 * np.abs(expected).max(), rtol=0)
 
 
