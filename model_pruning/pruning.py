@@ -19,7 +19,7 @@ import warnings
 
 import tensorflow as tf
 
-from model_pruning import compat, graphdef, pruning_utils, taylor
+from model_pruning import channel_groups, compat, graphdef, pruning_utils, taylor
 from model_pruning.hparams import HParams
 from model_pruning.schedule import sparsity_at_step, threshold_decay_at_step, update_is_due
 from model_pruning.spec import PruningSpec, get_pruning_hparams  # noqa: F401 (contrib's name)
@@ -231,7 +231,9 @@ class Pruning:
 
     The path of one weight: its scores (|w|, pooled over blocks, or its channels' Taylor
     scores), a threshold over them (`histogram` or `exact`), the mask that keeps what is above
-    it, and the assignment of threshold and mask. With sparsity_m_by_n the mask is
+    it, and the assignment of threshold and mask. With channel_groups the path is that of a
+    group of coupled kernels: their channel scores summed, one exact selection of channels,
+    and every kernel's mask and threshold assigned from it. With sparsity_m_by_n the mask is
     `pruning_utils.m_by_n_threshold_mask` at the fraction sparsity / target_sparsity of
     groups, and the threshold the largest magnitude it removes.
 
@@ -346,9 +348,54 @@ class Pruning:
         return [pruning_utils.variable_assign(threshold, new_threshold),
                 assign_whole(mask, new_mask)]
 
+    def _group_update_ops(self, group, masks_and_thresholds):
+        """The update ops of one channel group: exactly round(C * (1 - sparsity)) of its C
+        channels kept, by the sum of the kernels' channel scores, in every kernel's mask."""
+        scores = []
+        for weight, axis in group.members:
+            magnitudes, _ = _checked_magnitudes(compat.whole_value(weight), graph_name(weight))
+            scores.append(tf.cast(pruning_utils.channel_scores(
+                magnitudes, axis, self._hparams.block_pooling_function), tf.float32))
+        threshold, keep = pruning_utils.exact_threshold_mask(tf.add_n(scores), self.sparsity)
+        ops = []
+        for weight, axis in group.members:
+            mask, threshold_variable = masks_and_thresholds[id(weight)]
+            own_threshold = tf.cast(threshold, threshold_variable.dtype.base_dtype)
+            own_mask = pruning_utils.channel_mask(keep, mask.get_shape().as_list(), axis,
+                                                  mask.dtype.base_dtype)
+            ops += [pruning_utils.variable_assign(threshold_variable, own_threshold),
+                    assign_whole(mask, own_mask)]
+        return ops
+
+    def _channel_group_ops(self, pruned):
+        """The update ops of every channel group whose kernels are all pruned; warns which
+        kernels stay dense and why."""
+        masks_and_thresholds = {id(weight): (mask, threshold)
+                                for weight, mask, threshold in pruned}
+        groups, dense = channel_groups.find_channel_groups(pruned[0][0].graph if pruned else None)
+        reasons = [f"{graph_name(item.weight)} ({item.reason})" for item in dense
+                   if id(item.weight) in masks_and_thresholds]
+        ops = []
+        for index, group in enumerate(groups):
+            excluded = [graph_name(weight) for weight, _ in group.members
+                        if id(weight) not in masks_and_thresholds]
+            if excluded:
+                reasons += [f"{graph_name(weight)} (its group holds {excluded[0]}, which "
+                            "do_not_prune leaves dense)" for weight, _ in group.members
+                            if id(weight) in masks_and_thresholds]
+                continue
+            with tf.name_scope(f"channel_group_{index}"):
+                ops += self._group_update_ops(group, masks_and_thresholds)
+        if reasons:
+            warnings.warn(f"Pruning {self._hparams.name!r} with channel_groups leaves "
+                          f"{len(reasons)} kernel(s) dense: " + "; ".join(reasons))
+        return ops
+
     def _mask_assign_ops(self):
         pruned = _pruned_weights(self._spec)
         _warn_if_nothing_is_pruned(self._hparams.name, len(get_masks()), len(pruned))
+        if self._hparams.channel_groups:
+            return self._channel_group_ops(pruned)
         return _in_update_groups(pruned, self._update_ops_for_weight)
 
     def mask_update_op(self) -> tf.Operation:

@@ -14,6 +14,9 @@ tensor of the scores' shape:
 Block sparsity pools the scores of each block (`pool_blocks`), applies a criterion to the pooled
 matrix and expands the pooled mask back (`expand_tensor`).
 
+Channel groups pool each kernel's scores per channel (`channel_scores`), sum them over the
+kernels of a group and broadcast the group's decision back (`channel_mask`).
+
 N:M sparsity (`m_by_n_threshold_mask`) keeps the n largest of every group of m consecutive
 weights along a kernel's input axis; the exact criterion, applied to what each group's pattern
 would drop, picks the groups that take the pattern while the schedule ramps.
@@ -445,6 +448,30 @@ def expand_tensor(tensor, block_dims):
         raise ValueError(f"block_dims must have 2 entries, got {block_dims}")
     expanded = tf.repeat(tensor, block_dims[0], axis=0)
     return tf.repeat(expanded, block_dims[1], axis=1)
+
+
+def channel_scores(magnitudes, axis, pooling_function):
+    """The score of each channel of non-negative `magnitudes` along `axis`: AVG, MAX or L2
+    (root mean square) over all its other entries; a vector [shape[axis]]."""
+    if pooling_function not in BLOCK_POOLING_FUNCTIONS:
+        raise ValueError(
+            f"Unknown block pooling function {pooling_function!r}; allowed: "
+            f"{', '.join(BLOCK_POOLING_FUNCTIONS)}")
+    rank = magnitudes.get_shape().rank
+    others = [i for i in range(rank) if i != axis % rank]
+    if pooling_function == "MAX":
+        return tf.reduce_max(magnitudes, axis=others)
+    if pooling_function == "AVG":
+        return tf.reduce_mean(magnitudes, axis=others)
+    return tf.sqrt(tf.reduce_mean(tf.square(magnitudes), axis=others))
+
+
+def channel_mask(keep, shape, axis, dtype):
+    """The mask of a weight of `shape` from `keep`, one bool per channel along `axis`."""
+    rank = len(shape)
+    broadcast_shape = [1] * rank
+    broadcast_shape[axis % rank] = -1
+    return tf.broadcast_to(tf.reshape(tf.cast(keep, dtype), broadcast_shape), shape)
 
 
 def _swap_last_axes(rank):

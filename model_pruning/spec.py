@@ -53,6 +53,12 @@ def get_pruning_hparams() -> HParams:
       output channel; a last group of fewer than M keeps at most N. While the schedule ramps
       a fraction sparsity / target_sparsity of each weight's groups, those whose pattern drops
       the least magnitude, takes the pattern; target_sparsity must be 1 - N/M. [0, 0]: off.
+    channel_groups: prune whole channels, one decision per channel of each group of coupled
+      kernels (`channel_groups.find_channel_groups`: the kernels feeding one residual add, a
+      depthwise kernel and the kernel before it): a channel's score is the sum over the
+      group's kernels of block_pooling_function over |w| of the channel, and exactly
+      round(C * (1 - sparsity)) of a group's C channels are kept. Kernels in no group (whose
+      channels reach an op the rules do not know, or the model's outputs) stay dense.
     """
     return HParams(
         name="model_pruning",
@@ -78,6 +84,7 @@ def get_pruning_hparams() -> HParams:
         criterion_map=[""],
         taylor_decay=0.9,
         sparsity_m_by_n=[0, 0],
+        channel_groups=False,
     )
 
 
@@ -150,6 +157,29 @@ def m_by_n_pattern(hparams: HParams) -> tuple[int, int] | None:
             f"sparsity_m_by_n must be [N,M], keeping N of every M weights with "
             f"1 <= N < M < 2**31 (e.g. [2,4]), or [0,0] for off; got {value}")
     return value[0], value[1]
+
+
+def _check_channel_groups(hparams: HParams, m_by_n: tuple[int, int] | None,
+                          maps: Iterable[PatternMap]) -> None:
+    """Raises a ValueError naming the first hparam that channel groups cannot honour: a group
+    takes one decision per channel, so nothing may give its kernels different ones."""
+    if m_by_n is not None:
+        raise ValueError("channel_groups prunes whole channels and sparsity_m_by_n single "
+                         "weights: set one of them")
+    if [hparams.block_height, hparams.block_width] != [1, 1]:
+        raise ValueError(f"channel_groups prunes whole channels already: block_height and "
+                         f"block_width must be 1, got {hparams.block_height}x"
+                         f"{hparams.block_width}")
+    if hparams.criterion != "magnitude":
+        raise ValueError(f"channel_groups ranks channels by magnitude: criterion must be "
+                         f"magnitude, got {hparams.criterion!r}")
+    for pattern_map in maps:
+        if pattern_map:
+            regex, value = pattern_map.entries[0]
+            raise ValueError(
+                f"channel_groups gives every kernel of a group the same channels: "
+                f"{pattern_map.hparam} entry {regex.pattern}:{value} cannot apply (leave a "
+                "group dense with do_not_prune on one of its kernels)")
 
 
 def _check_m_by_n(hparams: HParams, m_by_n: tuple[int, int], maps: Iterable[PatternMap]
@@ -300,9 +330,11 @@ class PruningSpec:
                                         "|".join(CRITERIA), _criterion)
         self._do_not_prune = compile_patterns(self.hparams.do_not_prune, "do_not_prune entry")
         self.m_by_n = m_by_n_pattern(self.hparams)
+        maps = (self.sparsity_map, self.block_dims_map, self.criterion_map)
+        if self.hparams.channel_groups:
+            _check_channel_groups(self.hparams, self.m_by_n, maps)
         if self.m_by_n is not None:
-            _check_m_by_n(self.hparams, self.m_by_n,
-                          (self.sparsity_map, self.block_dims_map, self.criterion_map))
+            _check_m_by_n(self.hparams, self.m_by_n, maps)
 
     def target_sparsity(self, weight_name: str) -> float | None:
         """The weight's own target from weight_sparsity_map, or None for the global one."""

@@ -110,4 +110,5 @@ def test_pruning_hparams_defaults():
         "initial_sparsity": 0.0, "target_sparsity": 0.5, "sparsity_function_begin_step": 0,
         "sparsity_function_end_step": 100, "sparsity_function_exponent": 3.0,
         "use_tpu": False, "threshold_method": "histogram", "criterion": "magnitude",
-        "criterion_map": [""], "taylor_decay": 0.9, "sparsity_m_by_n": [0, 0]}
+        "criterion_map": [""], "taylor_decay": 0.9, "sparsity_m_by_n": [0, 0],
+        "channel_groups": False}
