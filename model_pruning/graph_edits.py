@@ -7,7 +7,9 @@ gives up on leaves no half-made change. An `Edits` holds two kinds of edit:
 * a `ConstantEdit` per constant input of a node, keyed by (node name, input index): the value
   is replaced, then an offset is added, then indices are kept along axes, in the order asked;
 * a replacement per tensor, keyed by tensor id: a function that builds new nodes from the
-  tensor (with `new_node`, `new_constant`) and returns what its readers read instead.
+  tensor (with `new_node`, `new_constant`) and returns what its readers read instead;
+* a replacement per node input, keyed by (node name, input index): the same for one reader,
+  built from what that input reads once the tensor replacements are made.
 
     edits = Edits()
     edits.constant("conv/Conv2D", 1).take(-1, kept_channels)
@@ -57,12 +59,15 @@ class ConstantEdit:
 
 
 class Edits:
-    """Planned edits: `constants` {(node name, input index): ConstantEdit} and
-    `replacements` {tensor id: build(scope) -> the reference its readers read instead}."""
+    """Planned edits: `constants` {(node name, input index): ConstantEdit},
+    `replacements` {tensor id: build(scope) -> the reference its readers read instead} and
+    `input_replacements` {(node name, input index): build(scope, ref) -> the reference the
+    input reads instead of `ref`}."""
 
     def __init__(self):
         self.constants = {}
         self.replacements = {}
+        self.input_replacements = {}
 
     def constant(self, node_name, index):
         """The edit of input `index` of node `node_name`, made empty on first use."""
@@ -71,16 +76,21 @@ class Edits:
     def replace_tensor(self, tensor, build):
         self.replacements[tensor] = build
 
+    def replace_input(self, node_name, index, build):
+        self.input_replacements[node_name, index] = build
+
     def merge(self, other):
         """Adds the edits of `other`; its replacements, and the values it sets, win."""
         for key, edit in other.constants.items():
             self.constant(*key).merge(edit)
         self.replacements.update(other.replacements)
+        self.input_replacements.update(other.input_replacements)
 
     def apply(self, scope):
         """Makes the edits in the nodes of `scope`, as indexed when they were planned.
 
-        The constants come first, then the replacements, each in sorted key order so the
+        The constants come first, then the tensor replacements, then the input replacements,
+        each in sorted key order so the
         result does not depend on the order of planning. A Const is changed in place when
         its reader (through Identity nodes) is the only one, else the reader gets a new Const.
         """
@@ -98,6 +108,9 @@ class Edits:
             replacement = self.replacements[tensor](scope)
             for node, index in readers:
                 node.input[index] = replacement
+        for (name, index) in sorted(self.input_replacements):
+            node = scope.by_name[name]
+            node.input[index] = self.input_replacements[name, index](scope, node.input[index])
 
 
 def new_node(scope, base, op, inputs, **attrs):

@@ -75,25 +75,34 @@ def run(graph_def, inputs, input_name="input", output_name="output"):
         return session.run(output_name + ":0", {input_name + ":0": inputs})
 
 
-def shrink_and_check(build, input_shape=(8, 8, 3)):
-    """Shrinks `build`'s graph, checks the outputs agree, returns {layer name: LayerShrink}."""
+def shrink_and_check(build, input_shape=(8, 8, 3), fed_shape=None):
+    """Shrinks `build`'s graph, checks the outputs agree on inputs of `fed_shape` (default:
+    `input_shape`), returns {layer name: LayerShrink}."""
     graph_def = frozen_graph(build, input_shape)
     shrunk, layers = shrink_graph_def(graph_def, ["output"])
-    inputs = np.random.RandomState(0).rand(4, *input_shape).astype(np.float32)
+    inputs = np.random.RandomState(0).rand(4, *(fed_shape or input_shape)).astype(np.float32)
     expected = run(graph_def, inputs)
     np.testing.assert_allclose(run(shrunk, inputs), expected, rtol=0, atol=1e-5)
     assert np.abs(expected).max() > 0.1  # the comparison is not between tiny numbers
     return {layer.name: layer for layer in layers}
 
 
-def test_padded_conv_gets_constant_channels_back_and_loses_zero_ones():
+def test_padded_conv_adds_what_removed_constant_channels_gave_it():
     layers = shrink_and_check(lambda x: conv(tf.nn.relu(pruned_conv(x)), 5, seed=2))
     assert layers["Conv2D"].shape_after == [3, 3, 3, 5]
     # Channel 4 holds relu(0.3) everywhere, which a padded conv sees only partly at the
-    # borders: it is re-created as a constant. Channels 1 and 6 are zero: removed.
+    # borders: what it adds is a constant per output position, added after the conv.
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(DEAD), 5]
+    assert "1 channel folded into a constant added after Conv2D_1" in layers["Conv2D"].note
+    assert layers["Conv2D"].flops_after == 2 * 8 * 8 * 3 * 3 * 3 * 5
+
+
+def test_padded_conv_of_unknown_size_gets_constant_channels_back_and_loses_zero_ones():
+    layers = shrink_and_check(lambda x: conv(tf.nn.relu(pruned_conv(x)), 5, seed=2),
+                              input_shape=(None, None, 3), fed_shape=(8, 8, 3))
+    # The constant added after the conv would depend on the size: channel 4 is re-created.
     assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
     assert "1 channel re-created as constants before Conv2D_1" in layers["Conv2D"].note
-    assert layers["Conv2D"].flops_after == 2 * 8 * 8 * 3 * 3 * 3 * 5
 
 
 @pytest.mark.parametrize("size, padding", [(3, "VALID"), (1, "SAME")])
@@ -106,21 +115,29 @@ def test_constant_channels_fold_into_the_next_bias(size, padding):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_padded_conv_with_a_bias_gets_constant_channels_back(stride):
+def test_padded_conv_with_a_bias_gets_a_constant_per_output_position(stride):
     """Folding a constant channel into the next bias is exact only where the whole kernel
     window lies inside the input: a SAME-padded 3x3 conv sees the constant cut at the borders,
-    so the channel is re-created, bias or not."""
+    so what it adds varies with the output position, bias or not."""
     layers = shrink_and_check(lambda x: tf.nn.bias_add(
         tf.nn.conv2d(tf.nn.relu(pruned_conv(x)), kernel([3, 3, 8, 5], seed=2), stride, "SAME"),
         bias(5, seed=3)))
-    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
-    assert "1 channel re-created as constants before Conv2D_1" in layers["Conv2D"].note
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(DEAD), 5]
+    assert "1 channel folded into a constant added after Conv2D_1" in layers["Conv2D"].note
 
 
-def test_consumer_without_bias_gets_constant_channels_back():
+def test_zero_pad_before_a_valid_conv_counts_as_its_padding():
+    """conv2d_same in slim's ResNets: an explicit zero Pad, then a VALID strided conv."""
+    layers = shrink_and_check(lambda x: tf.nn.conv2d(
+        tf.pad(tf.nn.relu(pruned_conv(x)), [[0, 0], [1, 2], [2, 1], [0, 0]]),
+        kernel([3, 3, 8, 5], seed=2), 2, "VALID"))
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(DEAD), 5]
+
+
+def test_consumer_without_bias_gets_a_constant_added():
     layers = shrink_and_check(
         lambda x: conv(tf.nn.relu(pruned_conv(x)), 5, seed=2, padding="VALID"))
-    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(ZERO_AFTER_RELU), 5]
+    assert layers["Conv2D_1"].shape_after == [3, 3, 8 - len(DEAD), 5]
 
 
 def test_fc_chain_folds_constant_neurons_into_the_next_bias():
@@ -203,18 +220,26 @@ def test_lrn_re_creates_constant_channels_and_drops_zero_ones():
 
 
 @pytest.mark.parametrize("build, reason", [
+    (lambda x: conv(tf.nn.softplus(pruned_conv(x)), 4, seed=2),
+     "Softplus (Softplus) is not an op shrink understands"),
     (lambda x: tf.concat([tf.nn.relu(pruned_conv(x)), x], axis=3),
-     "concat (ConcatV2) is not an op shrink understands"),
-    (lambda x: tf.add_n([conv(net, 4, seed) for net in [tf.nn.relu(pruned_conv(x))]
-                         for seed in (2, 3)]),
-     "Relu:0 feeds 2 ops (Conv2D_1, Conv2D_2)"),
+     "its channels go through concat (ConcatV2): output is a graph output"),
     (lambda x: tf.nn.relu(tf.nn.bias_add(conv(x, 8, seed=1, dead=range(8)), bias(8, 1))),
      "every output channel is masked"),
-], ids=["unknown op", "fan out", "all masked"])
+], ids=["unknown op", "concat into an output", "all masked"])
 def test_unknown_patterns_keep_the_layer_dense(build, reason):
     layers = shrink_and_check(build)
     assert layers["Conv2D"].shape_after == layers["Conv2D"].shape_before
     assert "kept dense" in layers["Conv2D"].note and reason in layers["Conv2D"].note
+
+
+def test_fan_out_shrinks_every_consumer():
+    layers = shrink_and_check(lambda x: tf.add_n(
+        [conv(net, 4, seed, size=size) for net in [tf.nn.relu(pruned_conv(x))]
+         for seed, size in ((2, 1), (3, 3))]))
+    assert layers["Conv2D"].shape_after == [3, 3, 3, 5]
+    assert layers["Conv2D_1"].shape_after == [1, 1, 8 - len(DEAD), 4]
+    assert layers["Conv2D_2"].shape_after == [3, 3, 8 - len(DEAD), 4]
 
 
 def test_a_layer_whose_output_is_a_graph_output_stays_dense():
