@@ -4,7 +4,7 @@
         [--checkpoint=PREFIX] [--input_node_names=IteratorGetNext:0 --input_shapes=-1,24,24,3] \\
         [--output_dir=/tmp] [--filename=pruning_stripped.pb] \\
         [--output_format=pb|pbtxt|tflite|saved_model] [--float16] [--no_sparse] \\
-        [--overwrite] [--shrink] \\
+        [--overwrite] [--shrink [--channel_multiple=8]] \\
         [--quantize=dynamic|int8 [--per_tensor] [--representative_data=examples.npz]] \\
         [--m_by_n=2:4]
 
@@ -140,6 +140,9 @@ def _parser():
     parser.add_argument("--shrink", action="store_true",
                         help="Remove the output filters and neurons whose weights are all "
                              "masked, and the matching inputs of the next layer.")
+    parser.add_argument("--channel_multiple", type=int, default=1, metavar="N",
+                        help="With --shrink: keep a multiple of N channels in each channel "
+                             "group (e.g. 8, for shapes that suit SIMD kernels).")
     parser.add_argument("--m_by_n", type=parse_m_by_n, default=None,
                         help="N:M (e.g. 2:4): add a column saying whether each masked weight "
                              "keeps at most N nonzeros in every group of M consecutive weights "
@@ -198,7 +201,8 @@ def _size_line(label, data):
 def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
                        checkpoint=None, output_format="pb", float16=False, overwrite=False,
                        shrink=False, input_node_names=None, input_shapes=None, m_by_n=None,
-                       quantize=None, representative_data=None, per_channel=True, sparse=True):
+                       quantize=None, representative_data=None, per_channel=True, sparse=True,
+                       channel_multiple=1):
     """Freezes, strips (and with `shrink`, shrinks) and writes a checkpoint's model; prints
     the layer tables and sizes. `input_node_names` and `input_shapes` are those of
     `graph_def_from_checkpoint`; `m_by_n` (N, M) adds each weight's N:M check to the table.
@@ -229,7 +233,8 @@ def strip_pruning_vars(checkpoint_dir, output_node_names, output_dir, filename,
         result, layers = stripped, None
         if shrink:
             _LOG.info("Shrinking")
-            result, layers = shrinking.shrink_graph_def(stripped, output_node_names)
+            result, layers = shrinking.shrink_graph_def(stripped, output_node_names,
+                                                        channel_multiple)
         _LOG.info("Checking that the graph loads")
         graphdef.check_graph_loads(result)
         if output_format == "tflite":
@@ -335,6 +340,11 @@ def main(argv=None):
         parser.error("--representative_data needs --quantize=int8")
     representative_data = (None if args.representative_data is None
                            else _load_examples(parser, args.representative_data))
+    if args.channel_multiple != 1 and not args.shrink:
+        parser.error("--channel_multiple needs --shrink")
+    if args.channel_multiple < 1:
+        parser.error(f"--channel_multiple must be a positive number of channels, got "
+                     f"{args.channel_multiple}")
     if args.input_shapes is not None and args.input_node_names is None:
         parser.error("--input_shapes needs --input_node_names")
     filename = args.filename or ("pruning_stripped_saved_model"
@@ -346,6 +356,7 @@ def main(argv=None):
                                filename, checkpoint=args.checkpoint,
                                output_format=args.output_format, float16=args.float16,
                                overwrite=args.overwrite, shrink=args.shrink,
+                               channel_multiple=args.channel_multiple,
                                input_node_names=args.input_node_names,
                                input_shapes=args.input_shapes, m_by_n=args.m_by_n,
                                quantize=args.quantize, representative_data=representative_data,

@@ -107,6 +107,13 @@ def test_readme_block_runs_as_written(line, code):
         # with outliers has coarse ones; a few short training runs came within 2 points).
         for name, sparsity in masks:
             assert 0.8 - 0.03 <= float(sparsity) <= 0.8 + 1e-6, name
+    if "channel_groups" in names and "shrink_graph_def" in names:
+        # Every kernel of the residual unit halved, inputs and outputs aside.
+        assert re.findall(r"^(\S+) (\[.*\]) -> (\[.*\])$", output, re.M) == [
+            ("stem/Conv2D", "[3, 3, 3, 32]", "[3, 3, 3, 16]"),
+            ("unit/conv1/Conv2D", "[3, 3, 32, 16]", "[3, 3, 16, 8]"),
+            ("unit/conv2/Conv2D", "[3, 3, 16, 32]", "[3, 3, 8, 16]"),
+            ("logits/Conv2D", "[1, 1, 32, 10]", "[1, 1, 16, 10]")]
     if "to_saved_model" in names:
         assert "(2, 10)" in output  # the SavedModel's signature ran on two examples
         int8, dense = map(int, re.search(r"(\d+) bytes int8, (\d+) bytes dense float",

@@ -376,3 +376,25 @@ def test_cli_shrink_reports_shapes_and_flops_and_writes_the_shrunk_graph(tmp_pat
                                                                ["output"]), ["output"])
     inputs = np.random.RandomState(0).rand(2, 8, 8, 3).astype(np.float32)
     np.testing.assert_allclose(run(written, inputs), run(stripped, inputs), atol=1e-5)
+
+
+def test_cli_channel_multiple_keeps_a_multiple_of_channels(tmp_path, capsys):
+    save_filter_pruned_checkpoint(str(tmp_path / "train"))
+    assert strip_pruning_vars.main([f"--checkpoint_dir={tmp_path / 'train'}",
+                                    "--output_node_names=output", f"--output_dir={tmp_path}",
+                                    "--shrink", "--channel_multiple=3"]) == 0
+    out = capsys.readouterr().out
+    # 4 of the 8 conv filters are removable; a multiple of 3 keeps 6, the fc's 3 of 6 stay 3.
+    assert re.search(r"^conv/convolution +3x3x3x8 +3x3x3x6 ", out, re.M), out
+    assert re.search(r"^fc/MatMul +512x6 +384x3 ", out, re.M), out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--channel_multiple=8"], "--channel_multiple needs --shrink"),
+    (["--shrink", "--channel_multiple=0"],
+     "--channel_multiple must be a positive number of channels, got 0"),
+])
+def test_cli_channel_multiple_flag_errors(args, message, capsys):
+    with pytest.raises(SystemExit):
+        strip_pruning_vars.main(["--checkpoint_dir=x", "--output_node_names=output", *args])
+    assert message in capsys.readouterr().err
