@@ -45,8 +45,9 @@ def conv_kernels():
             if v.get_shape().ndims >= 2 and v.op.name.endswith("weights")]
 
 
-@pytest.mark.parametrize("net", [alexnet_v2, inception_v1, resnet_v1_50],
-                         ids=lambda f: f.__name__)
+# alexnet_v2 (~25 s, its fc6 alone holds 38M weights) runs in `make test-long`.
+@pytest.mark.parametrize("net", [pytest.param(alexnet_v2, marks=pytest.mark.long), inception_v1,
+                                 resnet_v1_50], ids=["alexnet_v2", "inception_v1", "resnet_v1_50"])
 def test_slim_nets_prune_and_strip_unmodified(net):
     rng = np.random.RandomState(0)
     images_value = rng.rand(1, 224, 224, 3).astype(np.float32)

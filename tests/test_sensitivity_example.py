@@ -100,6 +100,7 @@ def test_script_prints_table_summary_and_hparams_and_leaves_the_checkpoint_alone
     assert all(np.all(mask == 1.0) for mask in _masks(root / "dense").values())
 
 
+@pytest.mark.long  # trains the example again (~20 s)
 def test_suggested_map_trains_to_its_stated_overall_sparsity(analysed):
     root, output, _ = analysed
     overall = float(re.search(r"^  overall sparsity ([\d.]+) of ", output, re.MULTILINE).group(1))
