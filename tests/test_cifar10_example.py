@@ -227,6 +227,7 @@ def test_eval_prints_precision_and_each_layers_sparsity(trained):
     assert all(float(value) == 0.5 for value in sparsity.values())
 
 
+@pytest.mark.long  # ~15 s; make compat runs it on every TensorFlow, test_strip_cli the same path
 def test_exported_checkpoint_strips_to_a_sparse_tflite_model(trained):
     root, _, _, _ = trained
     export_dir, output_dir = root / "export", root / "stripped"

@@ -271,6 +271,7 @@ EXAMPLE_HPARAMS = ("name=cifar10_pruning,begin_pruning_step=2,sparsity_m_by_n=[2
 LAYERS = ("conv1", "conv2", "local3", "local4", "softmax_linear")
 
 
+@pytest.mark.long  # an end-to-end run of the example (~20 s)
 def test_cifar10_example_trained_2_4_keeps_the_pattern_in_training_and_after_strip(tmp_path):
     train_dir = tmp_path / "train"
     _run("examples.cifar10.cifar10_train", f"--train_dir={train_dir}",
