@@ -2,10 +2,7 @@
 in `Pruning`, `masking_scope`, the reports of `inspect_checkpoint` and the strip tool, and the
 cifar10 example trained 2:4 end to end; masks are checked against numpy."""
 
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,23 +14,11 @@ from examples.cifar10 import cifar10_pruning
 from model_pruning import inspect_checkpoint, strip_pruning_vars
 from model_pruning.spec import PruningSpec
 from tests.numpy_reference import numpy_m_by_n_keep, numpy_m_by_n_violations
+from tests.test_cifar10_example import _run
+from tests.test_pruning import graph, session_with_init  # noqa: F401 (a fixture)
 from tests.test_strip_cli import error_lines, run_without_tensorflow
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWO_FOUR = "sparsity_m_by_n=[2,4],threshold_decay=0.0"
-
-
-@pytest.fixture
-def graph():
-    with tf.Graph().as_default() as g:
-        tf.compat.v1.train.get_or_create_global_step()
-        yield g
-
-
-def session_with_init():
-    session = tf.compat.v1.Session()
-    session.run(tf.compat.v1.global_variables_initializer())
-    return session
 
 
 def masked_variable(name, value, scope):
@@ -254,14 +239,6 @@ def test_a_bad_m_by_n_flag_is_a_one_line_error_before_tensorflow(module, value):
     assert line.endswith(f"argument --m_by_n: {value!r} is not an N:M pattern: give the weights "
                          "kept and the group size as N:M with 1 <= N < M (e.g. 2:4) "
                          "(see --help)"), line
-
-
-def _run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert process.returncode == 0, process.stdout + process.stderr
-    return process.stdout
 
 
 # A ramp over steps 2-10, updates every 4 steps; the update at step 12 is past the ramp.
