@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from model_pruning.hparams import HParams
 from model_pruning.pruning import Pruning, get_overall_weight_sparsity
-from model_pruning.schedule import update_is_due
+from model_pruning.schedule import next_update_step, update_is_due
 from model_pruning.spec import PruningSpec
 
 
@@ -61,8 +61,9 @@ class ModelPruningHook(tf.compat.v1.train.SessionRunHook):
         """Whether an update can be due now. The step was read in the same run as the train op,
         before or after its increment, so the step now is `fetched_step` or one more."""
         hparams = self._spec.hparams
-        return any(update_is_due(step, self._last_update_step, hparams.begin_pruning_step,
-                                 hparams.end_pruning_step, hparams.pruning_frequency)
+        next_update = next_update_step(self._last_update_step, hparams.begin_pruning_step,
+                                       hparams.pruning_frequency)
+        return any(update_is_due(step, next_update, hparams.end_pruning_step)
                    for step in (fetched_step, fetched_step + 1))
 
     def after_run(self, run_context, run_values):

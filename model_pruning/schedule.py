@@ -42,10 +42,20 @@ def threshold_decay_at_step(step, end_step, decay):
     return tf.where(tf.cast(step, tf.int64) < end_step, float(decay), 0.0, name="threshold_decay")
 
 
-def update_is_due(step, last_update_step, begin_step, end_step, frequency):
-    """Whether the masks are to be updated at `step`: a bool tensor for tensor arguments, a
-    Python or numpy bool for numbers (`ModelPruningHook` decides in Python with it)."""
-    due = (step >= begin_step) & (last_update_step + frequency <= step)
+def next_update_step(last_update_step, begin_step, frequency):
+    """The first step at which an update is due after the one at `last_update_step`: a tensor
+    for a tensor `last_update_step`, a number for a number."""
+    after_last = last_update_step + frequency
+    if isinstance(after_last, tf.Tensor):
+        return tf.maximum(after_last, begin_step)
+    return max(after_last, begin_step)
+
+
+def update_is_due(step, next_update, end_step):
+    """Whether the masks are to be updated at `step`, given `next_update_step(...)`: a bool
+    tensor for tensor arguments, a Python or numpy bool for numbers (`ModelPruningHook` decides
+    in Python with it)."""
+    due = step >= next_update
     if end_step >= 0:
         due = due & (step <= end_step)
     return due

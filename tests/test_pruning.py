@@ -139,6 +139,62 @@ def test_conditional_mask_update_gating(graph, method):
     assert counts == [100, 100, 80, 80, 60, 60, 40, 40, 40, 40]
 
 
+def test_update_built_after_a_train_op_reads_the_step_that_op_left(graph):
+    """Pruning built before the train op, its update under the train op's control dependency:
+    each run records the incremented step, never the one before (which a read made when
+    Pruning was built would race to)."""
+    global_step = tf.compat.v1.train.get_global_step()
+    model_pruning.apply_mask(variable("w", one_to_hundred()), "layer")
+    p = model_pruning.Pruning(hparams("pruning_frequency=1,threshold_method=exact"),
+                              sparsity=tf.constant(0.5))
+    with tf.control_dependencies([tf.compat.v1.assign_add(global_step, 1)]):
+        train_and_prune = p.conditional_mask_update_op()
+    recorded = []
+    with session_with_init() as session:
+        session.run(tf.compat.v1.local_variables_initializer())
+        for _ in range(20):
+            session.run(train_and_prune)
+            recorded.append(session.run(p.last_mask_update_step()))
+    assert recorded == list(range(1, 21))
+
+
+def executed_node_names(session, fetch):
+    """The nodes one run of `fetch` executes but constants and variable handles (which have no
+    inputs and any step runs)."""
+    metadata = tf.compat.v1.RunMetadata()
+    session.run(fetch, options=tf.compat.v1.RunOptions(
+        trace_level=tf.compat.v1.RunOptions.FULL_TRACE), run_metadata=metadata)
+    return {node.node_name for device in metadata.step_stats.dev_stats
+            for node in device.node_stats
+            if node.node_name != "_SOURCE"
+            and node.timeline_label.partition(" = ")[2].partition("(")[0] not in (
+                "Const", "VarHandleOp")}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_step_without_an_update_runs_a_few_ops_of_the_update(graph, method):
+    """The gate skips the whole update when none is due: of the hundreds of ops that update
+    twelve masks, a step without an update runs a handful (the step, the comparison, the
+    switch and the merge), while a step with one runs them all."""
+    for i in range(12):
+        model_pruning.apply_mask(variable(f"w{i}", one_to_hundred((10, 10))), f"layer{i}")
+    p = model_pruning.Pruning(hparams(f"pruning_frequency=10,threshold_method={method}"))
+    update = p.conditional_mask_update_op()
+    increment = tf.compat.v1.assign_add(tf.compat.v1.train.get_global_step(), 1)
+    with session_with_init() as session:
+        session.run(tf.compat.v1.local_variables_initializer())
+        session.run(increment)
+        for _ in range(9):
+            session.run(increment)
+        due = executed_node_names(session, update)
+        assert session.run(p.last_mask_update_step()) == 10
+        session.run(increment)
+        idle = executed_node_names(session, update)
+        assert session.run(p.last_mask_update_step()) == 10
+    assert len(due) > 200
+    assert len(idle) <= 20, "\n".join(sorted(idle))
+
+
 def test_conditional_mask_update_op_twice_gives_working_ops(graph):
     sparsity = variable("sparsity", 0.5)
     masked = model_pruning.apply_mask(variable("w", one_to_hundred()), "layer")
@@ -202,7 +258,8 @@ def block_mask(weights, spec_text, name="weights"):
         p = model_pruning.Pruning(hparams(spec_text + ",threshold_decay=0.0"),
                                   sparsity=tf.constant(0.5))
         weight_tensor = tf.constant(weights, name=name)
-        _, mask = p._threshold_and_mask(weight_tensor, tf.constant(0.0), name)
+        _, mask = p._threshold_and_mask(weight_tensor, tf.constant(0.0), name,
+                                        p._at_step(p.global_step))
         assert mask.get_shape() == weight_tensor.get_shape()
         with tf.compat.v1.Session() as session:
             return session.run(mask)
@@ -239,8 +296,9 @@ def test_block_dims_minus_one_resolves_per_weight():
         tf.compat.v1.train.get_or_create_global_step()
         p = model_pruning.Pruning(hparams("block_height=1,block_width=-1,threshold_decay=0.0"),
                                   sparsity=tf.constant(0.5))
-        narrow = p._threshold_and_mask(tf.ones([4, 2]), tf.constant(0.0), "narrow")[1]
-        wide = p._threshold_and_mask(tf.ones([4, 6]), tf.constant(0.0), "wide")[1]
+        at = p._at_step(p.global_step)
+        narrow = p._threshold_and_mask(tf.ones([4, 2]), tf.constant(0.0), "narrow", at)[1]
+        wide = p._threshold_and_mask(tf.ones([4, 6]), tf.constant(0.0), "wide", at)[1]
         assert p._spec.block_dims("wide") == [1, -1]
         assert narrow.get_shape() == [4, 2] and wide.get_shape() == [4, 6]
 

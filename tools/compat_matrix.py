@@ -54,6 +54,8 @@ SMOKE_TESTS = [
     "tests/test_install.py",
     "tests/test_pruning.py::test_single_mask_update_keeps_the_largest_weights",
     "tests/test_pruning.py::test_conditional_mask_update_gating",
+    "tests/test_pruning.py::test_update_built_after_a_train_op_reads_the_step_that_op_left",
+    "tests/test_pruning.py::test_a_step_without_an_update_runs_a_few_ops_of_the_update",
     "tests/test_pruning.py::test_two_by_two_block_masks",
     "tests/test_layers.py::test_convolution_equals_tf_nn_convolution_with_the_masked_kernel",
     "tests/test_layers.py::test_fully_connected_equals_numpy_with_the_masked_kernel",
