@@ -228,8 +228,8 @@ def _run_only_when(condition, build_op, name):
     TF1's form of a conditional: a Switch on `condition`, every op of the branch under a control
     dependency on its taken output (so the whole branch is skipped otherwise), and a Merge.
     `tf.cond` passes each tensor the branch reads through an op of its own; on a step without an
-    update that costs ~40 ops run one after another after the train op instead of 4 (+8% on a
-    2 ms step against +2%, bench/README.md, "Step overhead").
+    update that costs ~40 ops run one after another after the train op instead of 4 (+8-10% of
+    a 1.5 ms step against +2-3%, bench/README.md, "Step overhead").
     """
     skip, run = tf.raw_ops.Switch(data=condition, pred=condition)
     # Control edges leave from an Identity of the taken output, as in TF1's conditionals.
