@@ -273,7 +273,8 @@ class Pruning:
       sparsity: a tensor or variable that replaces the schedule entirely.
 
     Attributes:
-      global_step: the int32 step the schedule and the update gate read.
+      global_step: the global step as int32, read by `sparsity`; the update ops read the
+        step anew where they are built (after a train op, under its control dependency).
       sparsity: the scheduled (or the given) sparsity tensor.
 
     Raises:
