@@ -209,6 +209,32 @@ def test_exact_mask_when_most_scores_share_the_first_digit(dtype):
     np.testing.assert_array_equal(keep, numpy_exact_keep(scores, 0.9))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("digit_bits", [8, pruning_utils._RADIX_BITS])
+def test_exact_mask_is_the_same_with_any_digit_width(monkeypatch, dtype, digit_bits):
+    # Small weights select with 13-bit digits, large ones with 16: both, and narrower ones,
+    # keep the same entries, for spread scores, runs of ties and keys sharing their top bits.
+    monkeypatch.setattr(pruning_utils, "_digit_bits", lambda num_keys: digit_bits)
+    rng = np.random.RandomState(11)
+    close = np.full(5000, 1.5, dtype)
+    close[::7] += 4 * np.finfo(dtype).eps
+    cases = [(np.abs(rng.randn(37, 29)).astype(dtype), 0.9),
+             (rng.randint(0, 3, 20011).astype(dtype), 0.3),
+             (close, 0.9)]
+    keeps = evaluate(lambda: [pruning_utils.exact_threshold_mask(tf.constant(scores),
+                                                                 sparsity)[1]
+                              for scores, sparsity in cases])
+    for keep, (scores, sparsity) in zip(keeps, cases):
+        np.testing.assert_array_equal(keep, numpy_exact_keep(scores, sparsity))
+
+
+def test_exact_selection_digit_width_follows_the_static_size():
+    assert pruning_utils._digit_bits(1000) == 13
+    assert pruning_utils._digit_bits(1 << 19) == 13
+    assert pruning_utils._digit_bits((1 << 19) + 1) == 16
+    assert pruning_utils._digit_bits(None) == 16
+
+
 # fc [in, out], conv [kh, kw, in, out] with in a multiple of 4 or not (conv1 of the cifar10
 # example has 3 input channels), conv1d [k, in, out].
 M_BY_N_SHAPES = [[16, 6], [3, 3, 8, 5], [5, 5, 3, 4], [2, 7, 3], [10, 1]]
