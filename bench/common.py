@@ -23,14 +23,15 @@ def session_config():
     return tf.compat.v1.ConfigProto()
 
 
-def interleaved_medians(run_variants, repetitions):
+def interleaved_medians(run_variants, repetitions, warmup_rounds=1):
     """Median seconds of each named callable, running one call of each in turn per repetition.
 
     The order rotates between repetitions, so no variant always runs right after the same
-    one. A first untimed round warms caches and lazy initialisation up.
+    one. `warmup_rounds` untimed rounds warm caches and lazy initialisation up.
     """
-    for run in run_variants.values():
-        run()
+    for _ in range(warmup_rounds):
+        for run in run_variants.values():
+            run()
     names = list(run_variants)
     times = {name: [] for name in names}
     for repetition in range(repetitions):

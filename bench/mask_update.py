@@ -117,8 +117,13 @@ def measure_times(num_weights, layout, repetitions, sparsity):
     with tf.compat.v1.Session(graph=graph, config=common.session_config()) as session:
         session.run(tf.compat.v1.initializers.global_variables())
         session.run(tf.compat.v1.initializers.local_variables())
+        # Three untimed rounds: the first updates of a session write memory its allocator has
+        # not touched before (at 100M weights 5,000-16,000 page faults per update in the
+        # second and third runs, none from the fourth on), so fewer rounds time that instead
+        # of the update a training run repeats.
         return common.interleaved_medians(
-            {method: lambda op=op: session.run(op) for method, op in ops.items()}, repetitions)
+            {method: lambda op=op: session.run(op) for method, op in ops.items()}, repetitions,
+            warmup_rounds=3)
 
 
 def main():
