@@ -11,13 +11,12 @@ that the three graphs agree, and times them in one process, one call of each in 
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import tensorflow as tf
 
 import model_pruning
+from bench import common
 from examples.cifar10 import cifar10_pruning
 from model_pruning.shrink import shrink_graph_def
 from model_pruning.strip_pruning_vars_lib import strip_pruning_vars_fn
@@ -60,20 +59,6 @@ def session_for(graph_def):
     return tf.compat.v1.Session(graph=graph)
 
 
-def interleaved_medians(runs, repetitions):
-    """Median seconds per call of each named callable, calling each in turn per repetition,
-    after one untimed warm-up call each."""
-    for run in runs.values():
-        run()
-    times = {name: [] for name in runs}
-    for _ in range(repetitions):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=30,
@@ -98,7 +83,7 @@ def main(argv=None):
         outputs = {name: session.run(OUTPUT + ":0", feed) for name, session in sessions.items()}
         error = max(np.abs(outputs[name] - outputs["shrunk"]).max()
                     for name in ("frozen", "stripped"))
-        medians = interleaved_medians(
+        medians = common.interleaved_medians(
             {name: (lambda s=session: s.run(OUTPUT + ":0", feed))
              for name, session in sessions.items()}, repetitions)
         print(f"batch {batch}: " + ", ".join(f"{name} {seconds * 1e3:.3f} ms"
