@@ -57,6 +57,7 @@ SMOKE_TESTS = [
     "tests/test_pruning.py::test_update_built_after_a_train_op_reads_the_step_that_op_left",
     "tests/test_pruning.py::test_a_step_without_an_update_runs_a_few_ops_of_the_update",
     "tests/test_pruning.py::test_two_by_two_block_masks",
+    "tests/test_pruning_utils.py::test_exact_mask_is_the_same_with_any_digit_width",
     "tests/test_layers.py::test_convolution_equals_tf_nn_convolution_with_the_masked_kernel",
     "tests/test_layers.py::test_fully_connected_equals_numpy_with_the_masked_kernel",
     "tests/test_layers.py::test_layer_class_names_its_variables_and_reuses_them_on_every_call",
