@@ -34,12 +34,12 @@ setup(
         "Drop-in successor of tf.contrib.model_pruning for tf.compat.v1 graph code "
         "and tf-slim on TensorFlow 2.12 to 2.21."
     ),
+    # An SPDX expression; setuptools 77+ warns on install about a license classifier beside it.
     license="Apache-2.0",
     classifiers=[
         "Development Status :: 4 - Beta",
         "Intended Audience :: Developers",
         "Intended Audience :: Science/Research",
-        "License :: OSI Approved :: Apache Software License",
         "Operating System :: OS Independent",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
