@@ -228,13 +228,6 @@ def test_exact_mask_is_the_same_with_any_digit_width(monkeypatch, dtype, digit_b
         np.testing.assert_array_equal(keep, numpy_exact_keep(scores, sparsity))
 
 
-def test_exact_selection_digit_width_follows_the_static_size():
-    assert pruning_utils._digit_bits(1000) == 13
-    assert pruning_utils._digit_bits(1 << 19) == 13
-    assert pruning_utils._digit_bits((1 << 19) + 1) == 16
-    assert pruning_utils._digit_bits(None) == 16
-
-
 # fc [in, out], conv [kh, kw, in, out] with in a multiple of 4 or not (conv1 of the cifar10
 # example has 3 input channels), conv1d [k, in, out].
 M_BY_N_SHAPES = [[16, 6], [3, 3, 8, 5], [5, 5, 3, 4], [2, 7, 3], [10, 1]]
