@@ -9,7 +9,8 @@ in turn) it times, interleaved in one process: `read once` (reduce_sum(abs(w)) o
 (tf.math.top_k over all n values of each weight, then assign threshold and mask). It prints
 ratios of medians. Each method's peak memory is measured in a child process of its own: the
 peak resident size during one update above the size just before it, divided by the size of
-the weights (with freed memory returned at once, see `common.LIVE_MEMORY_ENV`).
+the weights (with freed memory returned at once, see `common.LIVE_MEMORY_ENV`), and for the
+two update methods also by the size of the largest update group (`pruning._update_groups`).
 """
 
 import argparse
@@ -98,6 +99,14 @@ def weights_bytes(weights):
     return sum(w.get_shape().num_elements() * w.dtype.base_dtype.size for w in weights)
 
 
+def largest_group_share(num_weights, layout):
+    """The largest update group's share of all weights: `Pruning` updates the kernels in
+    groups, one after another, so an update's temporaries scale with a group, not the model."""
+    sizes = [int(np.prod(shape)) for shape in kernel_shapes(num_weights, layout)]
+    groups = pruning._update_groups(sizes, pruning.UPDATE_GROUP_SIZE)
+    return max(sum(sizes[i] for i in group) for group in groups) / sum(sizes)
+
+
 def measure_memory(num_weights, layout, method, sparsity):
     """Child process body: the extra peak memory of one update, over the weights' size."""
     graph, ops, weights = build(num_weights, layout, ["read once", method], sparsity)
@@ -153,16 +162,19 @@ def main():
             "--memory_child", size, method, env=common.LIVE_MEMORY_ENV)) for method in METHODS}
         floor, full_sort = seconds["read once"], seconds["full sort"]
         kernels = len(kernel_shapes(size, args.layout))
+        group_share = largest_group_share(size, args.layout)
         rows.append([f"{size / 1e6:g}M", f"{kernels}", f"{repetitions}", f"{floor * 1e3:.1f} ms"]
                     + [f"{seconds[m] / floor:.1f}x" for m in ("histogram", "exact", "full sort")]
                     + [f"{full_sort / seconds[m]:.0f}x" for m in ("histogram", "exact")]
                     + [f"{seconds['exact'] / seconds['histogram']:.2f}x"]
-                    + [f"{memory[m]:.2f}x" for m in METHODS])
+                    + [f"{memory[m]:.2f}x" for m in METHODS]
+                    + [f"{memory[m] / group_share:.2f}x" for m in ("histogram", "exact")])
         print(f"done {size / 1e6:g}M", flush=True)
     common.print_table(
         ["weights", "kernels", "rounds", "read once", "histogram / read", "exact / read",
          "full sort / read", "full sort / histogram", "full sort / exact",
-         "exact / histogram"] + [f"extra memory {m}" for m in METHODS], rows)
+         "exact / histogram"] + [f"extra memory {m}" for m in METHODS]
+        + [f"extra memory {m} / largest group" for m in ("histogram", "exact")], rows)
 
 
 if __name__ == "__main__":
